@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo data train-codec bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	./scripts/install_system_deps.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+demo: $(STAMP)
+	$(BIN)/python -m codec.demo --out demo_out
+
+data: $(STAMP)
+	$(BIN)/audiotok data build --out data/corpus
+
+train-codec: $(STAMP)
+	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
+
+bench: $(STAMP)
+	$(BIN)/python bench/codec_speed.py
+	$(BIN)/python bench/codec_quality.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,376 @@
+"""Train the audiotok codec with HF accelerate.
+
+    accelerate launch -m codec.train --config configs/codec/default.yaml [--out runs/x] [--steps N]
+
+Losses: multi-resolution mel + STFT reconstruction, RVQ commitment/codebook losses, and (after
+``gan_start_step``) a multi-resolution complex-spectrogram discriminator with hinge and feature-matching
+losses (codec/losses.py). Quantizer dropout trains every bitrate at once.
+
+Exact resume: batches are a pure function of (seed, step, rank) (a stateless sampler over clips held in
+memory), and the torch RNG is re-seeded from (seed, step) at each step, so a run resumed from a
+checkpoint makes the same updates as one that never stopped. Checkpoints are written to a temporary
+file and renamed (atomic), and loaded with ``weights_only=True``.
+
+Codebook health (per-codebook perplexity, share of entries used, dead-code restarts) is logged every
+``log_every`` steps to stdout and the accelerate trackers (tensorboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from codec.losses import (
+    MultiResolutionDiscriminator,
+    MultiResolutionMelLoss,
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    generator_losses,
+)
+from codec.model import CodecConfig, CodecModel, save_codec
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "data/corpus"
+    out_dir: str = "runs/codec-default"
+    segment_seconds: float = 1.0
+    batch_size: int = 16
+    steps: int = 20000
+    lr: float = 1e-3
+    lr_disc: float = 5e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    gan_start_step: int = 2000
+    disc_channels: int = 24
+    lambda_mel: float = 15.0
+    lambda_stft: float = 2.0
+    lambda_adv: float = 1.0
+    lambda_fm: float = 2.0
+    lambda_commit: float = 0.25
+    lambda_codebook: float = 1.0
+    dead_code_idle_steps: int = 200
+    kind_weights: dict = field(default_factory=lambda: {"speech": 0.6, "music": 0.25, "sfx": 0.15})
+    log_every: int = 25
+    ckpt_every: int = 250
+    eval_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
+    num_threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+def load_config(path: str | Path) -> tuple[CodecConfig, TrainConfig]:
+    """YAML with ``model:`` (CodecConfig) and ``train:`` (TrainConfig) sections; unknown keys are errors."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(raw) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected 'model' and 'train'")
+    model = CodecConfig.from_dict(raw.get("model") or {})
+    train_raw = raw.get("train") or {}
+    known = {f.name for f in fields(TrainConfig)}
+    if set(train_raw) - known:
+        raise ValueError(f"{path}: unknown train keys {sorted(set(train_raw) - known)}")
+    return model, TrainConfig(**train_raw)
+
+
+class ClipBank:
+    """All clips of one split in memory as int16, sampled statelessly by (seed, step, rank)."""
+
+    def __init__(self, data_dir: str | Path, split: str, sample_rate: int, kinds: dict[str, float]):
+        import soundfile as sf
+
+        rows = [json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line]
+        rows = [r for r in rows if r["split"] == split and r["kind"] in kinds]
+        if not rows:
+            raise ValueError(f"{data_dir}/manifest.jsonl has no {split} clips of kinds {sorted(kinds)}; run `make data`")
+        self.clips: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+        for r in sorted(rows, key=lambda r: r["path"]):
+            wav, sr = sf.read(str(Path(data_dir) / r["path"]), dtype="int16", always_2d=True)
+            if sr != sample_rate:
+                raise ValueError(f"{r['path']} is {sr} Hz, the corpus should be {sample_rate} Hz; rebuild it")
+            self.clips[r["kind"]].append(wav.mean(axis=1).astype(np.int16))
+        self.kinds = [k for k in kinds if self.clips[k]]
+        total = sum(kinds[k] for k in self.kinds)
+        self.kind_probs = np.array([kinds[k] / total for k in self.kinds])
+        self.lengths = {k: np.array([len(c) for c in self.clips[k]], dtype=np.float64) for k in self.kinds}
+        self.seconds = {k: float(self.lengths[k].sum() / sample_rate) for k in self.kinds}
+
+    def batch(self, batch_size: int, segment: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
+        """``[B, segment]`` float32 in [-1, 1], a pure function of its arguments."""
+        rng = np.random.default_rng([seed, step, rank])
+        out = np.zeros((batch_size, segment), dtype=np.float32)
+        for i in range(batch_size):
+            kind = self.kinds[rng.choice(len(self.kinds), p=self.kind_probs)]
+            lengths = self.lengths[kind]
+            clip = self.clips[kind][rng.choice(len(lengths), p=lengths / lengths.sum())]
+            start = int(rng.integers(0, max(1, len(clip) - segment + 1)))
+            piece = clip[start : start + segment].astype(np.float32) / 32768.0
+            # Random level (-30..-6 dBFS peak-relative range) so the codec sees quiet and loud audio.
+            peak = max(float(np.abs(piece).max()), 1e-4)
+            piece = piece / peak * 10 ** (rng.uniform(-24.0, -1.0) / 20)
+            out[i, : len(piece)] = piece
+        return torch.from_numpy(out)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10%."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class CodebookHealth:
+    """Per-codebook usage counts over a logging window -> perplexity and share of entries used."""
+
+    def __init__(self, num_codebooks: int, codebook_size: int):
+        self.counts = torch.zeros(num_codebooks, codebook_size, dtype=torch.long)
+
+    def update(self, codes: torch.Tensor) -> None:
+        """codes ``[B, K, T]``."""
+        for k in range(codes.shape[1]):
+            self.counts[k] += torch.bincount(codes[:, k].flatten().cpu(), minlength=self.counts.shape[1])
+
+    def summary(self) -> dict[str, list[float]]:
+        p = self.counts.double() / self.counts.sum(dim=1, keepdim=True).clamp(min=1)
+        entropy = -(p * p.clamp(min=1e-12).log()).sum(dim=1)
+        return {
+            "perplexity": [round(float(x), 1) for x in entropy.exp()],
+            "used": [round(float(x), 3) for x in (self.counts > 0).double().mean(dim=1)],
+        }
+
+    def reset(self) -> None:
+        self.counts.zero_()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = sorted(ckpt_dir.glob("step-*.pt"))
+    return found[-1] if found else None
+
+
+@torch.no_grad()
+def evaluate(model: CodecModel, wav: torch.Tensor, mel_loss: MultiResolutionMelLoss) -> dict[str, float]:
+    """Mel distance on fixed validation segments at several bitrates."""
+    model.eval()
+    out = {}
+    K = model.config.num_codebooks
+    for k in sorted({1, max(1, K // 4), max(1, K // 2), K}):
+        rec = model(wav, num_codebooks=k).wav
+        out[f"valid/mel_k{k}"] = float(mel_loss(rec, wav))
+    model.train()
+    return out
+
+
+def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None) -> Path:
+    """Train (or resume) into ``cfg.out_dir``; returns the exported fp16 model folder.
+    ``max_steps`` stops early (for tests and time-sliced runs) without changing the schedule."""
+    from accelerate import Accelerator
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_dir=str(out),
+    )
+    if accelerator.is_main_process:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"model": asdict(model_cfg), "train": asdict(cfg)}, indent=2))
+    torch.manual_seed(cfg.seed)
+    model = CodecModel(model_cfg)
+    disc = MultiResolutionDiscriminator(channels=cfg.disc_channels)
+    mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
+    stft_loss = MultiResolutionSTFTLoss()
+    opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), cfg.lr_disc, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
+
+    step = 0
+    resume = latest_checkpoint(ckpt_dir)
+    if resume is not None:
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        disc.load_state_dict(state["disc"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        step = int(state["step"])
+        accelerator.print(f"resumed from {resume} at step {step}")
+
+    model, disc, opt_g, opt_d, mel_loss, stft_loss = accelerator.prepare(model, disc, opt_g, opt_d, mel_loss, stft_loss)
+    raw_model: CodecModel = accelerator.unwrap_model(model)
+    bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights)
+    valid_bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
+    segment = int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
+    valid_wav = valid_bank.batch(16, segment * 3, cfg.seed, step=0).to(accelerator.device)
+    accelerator.init_trackers("codec")
+    accelerator.print(f"train audio (s): {bank.seconds}; params: {sum(p.numel() for p in raw_model.parameters()) / 1e6:.2f}M")
+
+    health = CodebookHealth(model_cfg.num_codebooks, model_cfg.codebook_size)
+    restarts = 0
+    t0, window_start = time.time(), time.time()
+    stop_at = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    history = []
+    while step < stop_at:
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        for group in opt_g.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        for group in opt_d.param_groups:
+            group["lr"] = cfg.lr_disc * lr_factor(step, cfg)
+        wav = bank.batch(cfg.batch_size, segment, cfg.seed, step, accelerator.process_index).to(accelerator.device)
+        use_gan = step >= cfg.gan_start_step
+
+        with accelerator.accumulate(model, disc):
+            result = model(wav)
+            rec = result.wav
+            if use_gan:
+                d_loss = discriminator_loss(disc(wav), disc(rec.detach()))
+                opt_d.zero_grad()
+                accelerator.backward(d_loss)
+                accelerator.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                opt_d.step()
+            losses = {
+                "mel": mel_loss(rec, wav),
+                "stft": stft_loss(rec, wav),
+                "commit": result.rvq.commit_loss,
+                "codebook": result.rvq.codebook_loss,
+            }
+            total = (
+                cfg.lambda_mel * losses["mel"]
+                + cfg.lambda_stft * losses["stft"]
+                + cfg.lambda_commit * losses["commit"]
+                + cfg.lambda_codebook * losses["codebook"]
+            )
+            if use_gan:
+                adv, fm = generator_losses(disc(wav), disc(rec))
+                losses.update(adv=adv, fm=fm, disc=d_loss)
+                total = total + cfg.lambda_adv * adv + cfg.lambda_fm * fm
+            opt_g.zero_grad()
+            accelerator.backward(total)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt_g.step()
+
+        codes = result.rvq.codes.detach()
+        health.update(codes)
+        restarts += restart_dead_codes(raw_model, result.latents.detach(), codes, cfg, step)
+        step += 1
+
+        if step % cfg.log_every == 0 or step == stop_at:
+            logs = {f"train/{k}": float(v) for k, v in losses.items()}
+            logs.update({"train/grad_norm": float(grad_norm), "train/lr": opt_g.param_groups[0]["lr"]})
+            h = health.summary()
+            for k, (ppl, used) in enumerate(zip(h["perplexity"], h["used"])):
+                logs[f"codebook/perplexity_{k}"], logs[f"codebook/used_{k}"] = ppl, used
+            logs["codebook/restarts"] = restarts
+            elapsed = time.time() - window_start
+            accelerator.print(
+                f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} "
+                + (f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if use_gan else "")
+                + f"| {elapsed / cfg.log_every:.2f}s/step | ppl {h['perplexity']} restarts {restarts}",
+                flush=True,
+            )
+            if step % cfg.eval_every == 0 or step == stop_at:
+                logs.update(evaluate(raw_model, valid_wav, accelerator.unwrap_model(mel_loss)))
+                accelerator.print("  " + " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("valid/")))
+            accelerator.log(logs, step=step)
+            history.append({"step": step, "time_s": round(time.time() - t0, 1), **logs})
+            health.reset()
+            restarts = 0
+            window_start = time.time()
+
+        out_of_time = cfg.time_limit_minutes and (time.time() - t0) / 60 > cfg.time_limit_minutes
+        if step % cfg.ckpt_every == 0 or step == stop_at or out_of_time:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                state = {
+                    "model": raw_model.state_dict(),
+                    "disc": accelerator.unwrap_model(disc).state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "step": step,
+                }
+                save_checkpoint(ckpt_dir / f"step-{step:07d}.pt", state)
+                for old in sorted(ckpt_dir.glob("step-*.pt"))[: -cfg.keep_checkpoints]:
+                    old.unlink()
+                with open(out / "history.jsonl", "a") as f:
+                    for row in history:
+                        f.write(json.dumps(row) + "\n")
+                history = []
+        if out_of_time:
+            accelerator.print(f"time limit of {cfg.time_limit_minutes} min reached at step {step}")
+            break
+
+    accelerator.end_training()
+    export = out / "export"
+    if accelerator.is_main_process:
+        save_codec(raw_model, export, extra={"trained_steps": step, "train": asdict(cfg)})
+    return export
+
+
+def restart_dead_codes(
+    model: CodecModel, latents: torch.Tensor, codes: torch.Tensor, cfg: TrainConfig, step: int
+) -> int:
+    """Dead-code restart for every stage, with candidates drawn from this step's residuals.
+    latents ``[B, T, D]`` (encoder output), codes ``[B, K, T]``."""
+    if cfg.dead_code_idle_steps <= 0:
+        return 0
+    generator = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    restarted = 0
+    with torch.no_grad():
+        residual = latents.flatten(0, 1)  # (B*T, D)
+        for k, stage in enumerate(model.quantizer.stages):
+            used = torch.zeros(stage.codebook_size, dtype=torch.bool)
+            used[codes[:, k].flatten().cpu()] = True
+            projected = stage.in_proj(residual)  # (B*T, d)
+            restarted += stage.restart_dead_codes(used, projected.cpu(), cfg.dead_code_idle_steps, generator)
+            residual = residual - stage.out_proj(stage.codebook(codes[:, k].flatten()))
+    return restarted
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the audiotok codec (run under `accelerate launch`).")
+    parser.add_argument("--config", required=True, help="YAML with model: and train: sections (configs/codec/*.yaml)")
+    parser.add_argument("--out", help="override train.out_dir (checkpoints, logs, export)")
+    parser.add_argument("--data", help="override train.data_dir (a corpus built by `audiotok data build`)")
+    parser.add_argument("--steps", type=int, help="override train.steps (the schedule length)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps without changing the schedule")
+    parser.add_argument("--time-limit", type=float, help="override train.time_limit_minutes")
+    parser.add_argument("--threads", type=int, help="override train.num_threads (torch intra-op threads)")
+    args = parser.parse_args(argv)
+    model_cfg, cfg = load_config(args.config)
+    if args.out:
+        cfg.out_dir = args.out
+    if args.data:
+        cfg.data_dir = args.data
+    if args.steps:
+        cfg.steps = args.steps
+    if args.threads:
+        cfg.num_threads = args.threads
+    if args.time_limit is not None:
+        cfg.time_limit_minutes = args.time_limit
+    export = train(model_cfg, cfg, max_steps=args.max_steps)
+    print(f"exported fp16 model to {export}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System tools the evaluation baselines need (Opus and Codec2 command-line codecs).
+# Installed with apt-get when missing and when we are root; otherwise the tests that need them skip.
+set -u
+need=()
+command -v opusenc >/dev/null 2>&1 || need+=(opus-tools)
+command -v c2enc >/dev/null 2>&1 || need+=(codec2)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null 2>&1 \
+    || echo "warning: could not install ${need[*]}; baseline codecs will be skipped" >&2
+else
+  echo "note: ${need[*]} not installed (needs root); baseline codecs will be skipped" >&2
+fi
+exit 0

@@ -1,0 +1,128 @@
+"""Pure parts of the corpus builder: split by source, clip cutting, silence handling, manifest round trip."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from codec import corpus
+from codec.corpus import SAMPLE_RATE
+
+
+def _tone(seconds: float, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amp * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def test_split_is_deterministic_and_roughly_90_5_5():
+    ids = [f"/usr/share/pkg/file_{i}.ogg" for i in range(4000)]
+    first = [corpus.split_for_source(i) for i in ids]
+    assert first == [corpus.split_for_source(i) for i in ids]
+    counts = {s: first.count(s) / len(ids) for s in corpus.SPLITS}
+    assert 0.87 < counts["train"] < 0.93
+    assert 0.03 < counts["valid"] < 0.07 and 0.03 < counts["test"] < 0.07
+
+
+def test_clips_of_one_source_share_a_split(tmp_path):
+    src = tmp_path / "long.wav"
+    corpus.write_wav(src, _tone(25.0))
+    job = {"stage": "t", "kind": "sfx", "package": "p", "license": "MIT", "source_id": str(src),
+           "loader": "file", "input": str(src), "out": str(tmp_path / "out")}  # fmt: skip
+    rows = corpus.process_job(job)
+    assert len(rows) == 3
+    assert {r["split"] for r in rows} == {corpus.split_for_source(str(src))}
+    for r in rows:
+        wav, sr = corpus.read_wav(tmp_path / "out" / r["path"])
+        assert sr == SAMPLE_RATE and abs(wav.size / sr - r["seconds"]) < 1e-3
+
+
+def test_cut_clips_equal_pieces_and_short_audio():
+    pieces = corpus.cut_clips(np.zeros(int(25 * SAMPLE_RATE), np.float32))
+    assert len(pieces) == 3
+    assert all(p.size <= 10 * SAMPLE_RATE for p in pieces)
+    assert sum(p.size for p in pieces) == 25 * SAMPLE_RATE
+    assert max(p.size for p in pieces) - min(p.size for p in pieces) <= 1
+    assert len(corpus.cut_clips(np.zeros(3 * SAMPLE_RATE, np.float32))) == 1  # short stays whole
+    assert corpus.cut_clips(np.zeros(int(0.4 * SAMPLE_RATE), np.float32)) == []  # under 0.5 s dropped
+
+
+def test_silence_detection_and_trim():
+    assert corpus.is_silent(np.zeros(SAMPLE_RATE, np.float32))
+    assert corpus.is_silent(1e-4 * np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32))
+    assert not corpus.is_silent(_tone(1.0))
+    padded = np.concatenate(
+        [np.zeros(SAMPLE_RATE, np.float32), _tone(1.0), np.zeros(SAMPLE_RATE, np.float32)]
+    )
+    trimmed = corpus.trim_silence(padded)
+    assert SAMPLE_RATE <= trimmed.size <= int(1.2 * SAMPLE_RATE)
+    assert corpus.trim_silence(np.zeros(SAMPLE_RATE, np.float32)).size == 0
+
+
+def test_silent_source_gives_no_rows(tmp_path):
+    src = tmp_path / "quiet.wav"
+    corpus.write_wav(src, np.zeros(2 * SAMPLE_RATE, np.float32))
+    job = {"stage": "t", "kind": "sfx", "package": "p", "license": "MIT", "source_id": "q",
+           "loader": "file", "input": str(src), "out": str(tmp_path / "out")}  # fmt: skip
+    assert corpus.process_job(job) == []
+
+
+def test_wav_round_trip_and_resample(tmp_path):
+    wav = _tone(0.5)
+    corpus.write_wav(tmp_path / "a.wav", wav)
+    back, sr = corpus.read_wav(tmp_path / "a.wav")
+    assert sr == SAMPLE_RATE and np.max(np.abs(back - wav)) < 1e-4
+    assert corpus.resample_np(np.zeros(48000, np.float32), 48000).size == SAMPLE_RATE
+
+
+def test_manifest_round_trip_skips_partial_line(tmp_path):
+    rows = [{"path": f"speech/x/{s}/a.wav", "kind": k, "split": s, "seconds": 1.5, "text": "héllo"}
+            for k in ("speech", "music") for s in corpus.SPLITS]  # fmt: skip
+    corpus.append_rows(tmp_path / corpus.MANIFEST_NAME, rows)
+    with open(tmp_path / corpus.MANIFEST_NAME, "a") as f:
+        f.write('{"path": "half')  # a build still writing
+    assert corpus.read_manifest(tmp_path) == rows
+    train_speech = list(corpus.iter_split(tmp_path, "train", kinds=["speech"]))
+    assert len(train_speech) == 1 and train_speech[0]["abs_path"].endswith("speech/x/train/a.wav")
+    assert corpus.CorpusManifest(tmp_path).hours()["music"]["valid"] == pytest.approx(1.5 / 3600, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown split"):
+        list(corpus.iter_split(tmp_path, "dev"))
+    with pytest.raises(FileNotFoundError, match="audiotok data build"):
+        corpus.read_manifest(tmp_path / "missing")
+
+
+def test_wad_sound_lump(tmp_path):
+    pcm = (128 + 100 * np.sin(np.arange(11025) / 5)).astype(np.uint8)
+    lump = struct.pack("<HHI", 3, 11025, pcm.size + 32) + bytes(16) + pcm.tobytes() + bytes(16)
+    header_size = 12
+    wad = struct.pack("<4sii", b"PWAD", 1, header_size + len(lump)) + lump
+    wad += struct.pack("<ii8s", header_size, len(lump), b"DSTEST")
+    (tmp_path / "t.wad").write_bytes(wad)
+    wav, rate = corpus.read_wad_sound(str(tmp_path / "t.wad"), "DSTEST")
+    assert rate == 11025 and wav.size == pcm.size
+    np.testing.assert_allclose(wav, (pcm.astype(np.float32) - 128) / 128)
+
+
+def test_parse_hours_and_cli_registration():
+    import argparse
+
+    assert corpus._parse_hours("2") == dict.fromkeys(corpus.KINDS, 2.0)
+    assert corpus._parse_hours("speech=6,sfx=1") == {"speech": 6.0, "sfx": 1.0}
+    with pytest.raises(argparse.ArgumentTypeError):
+        corpus._parse_hours("noise=1")
+    parser = argparse.ArgumentParser()
+    corpus.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "build", "--out", "x", "--kinds", "speech", "--skip-install"])
+    assert args.func is corpus._run_build and args.skip_install and args.kinds == "speech"
+
+
+def test_manifest_lines_are_json(tmp_path):
+    corpus.append_rows(tmp_path / corpus.MANIFEST_NAME, [{"a": 1}])
+    assert json.loads((tmp_path / corpus.MANIFEST_NAME).read_text()) == {"a": 1}
+
+
+def test_clipped_fraction_flags_clipped_audio():
+    clean = _tone(1.0)
+    assert corpus.clipped_fraction(clean) < 0.05  # a pure sine dwells near its peak more than speech
+    clipped = np.clip(4 * clean, -0.8, 0.8)
+    assert corpus.clipped_fraction(clipped) > 0.5

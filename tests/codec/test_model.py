@@ -1,0 +1,147 @@
+"""The audiotok codec: shapes, the token-API guarantees, streaming, save/load, configs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
+from codec.tokens import PAD_CODE, AudioTokens
+from codec.train import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "codec").glob("*.yaml"))
+
+
+def tiny_config(**overrides) -> CodecConfig:
+    values = dict(
+        n_fft=640, encoder_dim=32, encoder_layers=2, decoder_dim=32, decoder_layers=2, mlp_ratio=2,
+        kernel_size=5, latent_dim=32, num_codebooks=4, codebook_size=64, codebook_dim=4,
+    )
+    values.update(overrides)
+    return CodecConfig(**values)
+
+
+def tiny_codec(seed: int = 0, chunk_seconds: float = 30.0, **overrides) -> AudiotokCodec:
+    torch.manual_seed(seed)
+    return AudiotokCodec(CodecModel(tiny_config(**overrides)), chunk_seconds=chunk_seconds)
+
+
+def chirp(seconds: float, sr: int = 16000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * sr)) / sr
+    return 0.4 * torch.sin(2 * math.pi * (100 + 900 * t) * t) + 0.05 * torch.randn(len(t), generator=g)
+
+
+def test_encode_decode_shapes_and_dtypes():
+    codec = tiny_codec()
+    wav = chirp(1.03)
+    tokens = codec.encode(wav, 16000)
+    assert tokens.codes.dtype == torch.long and tokens.codes.shape == (1, 4, math.ceil(len(wav) / 320))
+    assert tokens.frame_rate == 50.0 and tokens.codebook_size == 64
+    assert int(tokens.codes.min()) >= 0 and int(tokens.codes.max()) < 64
+    out = codec.decode(tokens)
+    assert out.dtype == torch.float32 and out.shape == (1, 1, tokens.num_frames * 320)
+    assert torch.isfinite(out).all()
+
+
+def test_num_codebooks_gives_the_first_k():
+    codec = tiny_codec()
+    full = codec.encode(chirp(0.8), 16000)
+    for k in range(1, 5):
+        assert torch.equal(codec.encode(chirp(0.8), 16000, num_codebooks=k).codes, full.codes[:, :k])
+    with pytest.raises(ValueError, match="num_codebooks"):
+        codec.encode(chirp(0.8), 16000, num_codebooks=5)
+
+
+def test_batch_equals_single_item_despite_padding_garbage():
+    codec = tiny_codec()
+    a, b = chirp(0.5, seed=1), chirp(1.27, seed=2)
+    batch = torch.full((2, 1, len(b)), 0.9)  # garbage in the padding must not leak
+    batch[0, 0, : len(a)], batch[1, 0] = a, b
+    tokens = codec.encode(batch, 16000, lengths=torch.tensor([len(a), len(b)]))
+    assert torch.equal(tokens.item(0), codec.encode(a, 16000).item(0))
+    assert torch.equal(tokens.item(1), codec.encode(b, 16000).item(0))
+    assert (tokens.codes[0, :, tokens.lengths[0] :] == PAD_CODE).all()
+    wavs = codec.decode(tokens)
+    assert torch.allclose(wavs[0, :, : 25 * 320], codec.decode(codec.encode(a, 16000))[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunked_encoding_equals_one_pass(causal):
+    whole = tiny_codec(chunk_seconds=1000, causal=causal)
+    chunked = AudiotokCodec(whole.model, chunk_seconds=0.3)  # many chunk boundaries
+    wav = chirp(4.1, seed=3)
+    assert torch.equal(chunked.encode(wav, 16000).codes, whole.encode(wav, 16000).codes)
+
+
+def test_streaming_encoder_equals_full_forward_for_causal_codec():
+    codec = tiny_codec(causal=True)
+    wav = chirp(2.3, seed=4)
+    stream = StreamingEncoder(codec)
+    pieces, i, sizes = [], 0, [100, 320, 1, 5000, 777, 3200]
+    while i < len(wav):
+        n = sizes[len(pieces) % len(sizes)]
+        pieces.append(stream.push(wav[i : i + n]))
+        i += n
+    pieces.append(stream.flush())
+    assert torch.equal(torch.cat(pieces, dim=-1), codec.encode(wav, 16000).item(0))
+
+
+def test_streaming_encoder_refuses_non_causal_codec():
+    with pytest.raises(ValueError, match="causal"):
+        StreamingEncoder(tiny_codec())
+
+
+def test_resampling_and_stereo_downmix():
+    codec = tiny_codec()
+    wav = chirp(1.0)
+    stereo8k = torch.stack([wav[::2], wav[::2]])  # (2, 8000) at 8 kHz
+    tokens = codec.encode(stereo8k, 8000)
+    assert tokens.lengths.tolist() == [50]
+
+
+def test_save_load_round_trip_is_exact_in_fp16(tmp_path):
+    codec = tiny_codec()
+    codec.save_pretrained(tmp_path / "c")
+    loaded = AudiotokCodec.from_pretrained(tmp_path / "c")
+    assert loaded.codec_id == codec.codec_id
+    # Saved weights are fp16; a model cast to fp16 and back encodes identically to the loaded one.
+    for p in codec.model.parameters():
+        p.data = p.data.half().float()
+    wav = chirp(0.7)
+    assert torch.equal(loaded.encode(wav, 16000).codes, codec.encode(wav, 16000).codes)
+
+
+def test_load_rejects_foreign_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        AudiotokCodec.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="not an audiotok codec"):
+        AudiotokCodec.from_pretrained(tmp_path)
+
+
+def test_tokens_bits_per_second():
+    codec = tiny_codec()
+    tokens = codec.encode(chirp(0.5), 16000, num_codebooks=3)
+    assert tokens.bits_per_second() == pytest.approx(3 * 6 * 50)
+    assert isinstance(tokens, AudioTokens)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_codec_config_builds(path):
+    model_cfg, train_cfg = load_config(path)
+    model = CodecModel(model_cfg)
+    wav = torch.zeros(1, model_cfg.hop_length * 8)
+    out = model(wav)
+    assert out.wav.shape == wav.shape
+    assert train_cfg.batch_size > 0
+
+
+def test_unknown_config_keys_are_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  encoder_dimm: 3\n")
+    with pytest.raises(ValueError, match="encoder_dimm"):
+        load_config(bad)
