@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 demo: $(STAMP)
-	$(BIN)/python -m codec.demo --out demo_out
+	$(BIN)/python -m eval.demo --out demo_out
 
 data: $(STAMP)
 	$(BIN)/audiotok data build --out data/corpus

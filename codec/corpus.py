@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import hashlib
 import json
 import math
@@ -322,6 +323,49 @@ def package_license(package: str) -> str:
     return m.group(1).strip() if m else f"see {path}"
 
 
+def parse_dep5_files(text: str) -> list[tuple[list[str], str]]:
+    """(patterns, license short name) of each ``Files:`` paragraph of a machine-readable copyright file."""
+    out = []
+    for para in re.split(r"\n\s*\n", text):
+        files = re.search(r"^Files:(.*(?:\n[ \t]+\S.*)*)", para, re.M)
+        lic = re.search(r"^License:[ \t]*(\S.*)$", para, re.M)
+        if files and lic:
+            out.append((files.group(1).split(), lic.group(1).strip()))
+    return out
+
+
+def match_file_license(paragraphs: list[tuple[list[str], str]], path: str) -> str | None:
+    """License of an installed file by its Debian copyright ``Files:`` patterns (the last match wins, as DEP-5 says).
+
+    Installed paths differ from upstream ones by a prefix (``/usr/share/games/supertuxkart/data/sfx/x.ogg`` is
+    ``data/sfx/x.ogg``), so a pattern matches a path *suffix*; when the pattern's first directory was renamed at
+    install time (``mtg/mods/...`` -> ``minetest_game/mods/...``) it is retried without it. ``*`` is ignored.
+    """
+    found = None
+    for patterns, lic in paragraphs:
+        for pat in patterns:
+            if pat == "*":
+                continue
+            rest = pat.split("/", 1)[1] if "/" in pat else ""
+            tries = [pat] + ([rest] if "/" in rest else [])  # never strip down to a bare ``*`` or ``*.ogg``
+            if any(fnmatch.fnmatchcase(path, "*/" + t) for t in tries):
+                found = lic
+    return found
+
+
+def file_license(package: str, path: str) -> str | None:
+    """Per-file license of an installed file of ``package`` (None when only the package-wide one is known)."""
+    cache = file_license.__dict__.setdefault("cache", {})
+    if package not in cache:
+        try:
+            cache[package] = parse_dep5_files(
+                (Path("/usr/share/doc") / package / "copyright").read_text("utf-8", "replace")
+            )
+        except OSError:
+            cache[package] = []
+    return match_file_license(cache[package], path)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file to float32 mono [S] at ``sample_rate`` (soundfile, else the ffmpeg CLI)."""
     try:
@@ -500,7 +544,10 @@ class Stage:
 
 
 def _base(stage: str, kind: str, package: str, source_id: str, **extra) -> dict:
-    return {"stage": stage, "kind": kind, "package": package, "license": package_license(package),
+    license_ = package_license(package)
+    if extra.get("original") and not str(extra["original"]).startswith(TUXPAINT_STAMPS):
+        license_ = file_license(package, str(extra["original"])) or license_
+    return {"stage": stage, "kind": kind, "package": package, "license": license_,
             "source_id": source_id, **extra}  # fmt: skip
 
 

@@ -126,3 +126,18 @@ def test_clipped_fraction_flags_clipped_audio():
     assert corpus.clipped_fraction(clean) < 0.05  # a pure sine dwells near its peak more than speech
     clipped = np.clip(4 * clean, -0.8, 0.8)
     assert corpus.clipped_fraction(clipped) > 0.5
+
+
+def test_per_file_license_from_dep5_copyright():
+    text = (
+        "Files: *\nCopyright: x\nLicense: GPL-2+\n\nFiles: *.ogg\nCopyright: y\nLicense: CC-BY-SA-3.0\n\n"
+        "Files: mtg/mods/tnt/sounds/*\n data/sfx/boom.ogg\nCopyright: none\nLicense: CC0-1.0\n\n"
+        "Files: debian/*\nCopyright: z\nLicense: MIT\n"
+    )
+    paras = corpus.parse_dep5_files(text)
+    assert paras[2] == (["mtg/mods/tnt/sounds/*", "data/sfx/boom.ogg"], "CC0-1.0")
+    match = corpus.match_file_license
+    assert match(paras, "/usr/share/games/minetest/games/minetest_game/mods/tnt/sounds/a.ogg") == "CC0-1.0"
+    assert match(paras, "/usr/share/games/stk/data/sfx/boom.ogg") == "CC0-1.0"
+    assert match(paras, "/usr/share/games/stk/data/sfx/other.ogg") == "CC-BY-SA-3.0"
+    assert match(paras, "/usr/share/x/readme.txt") is None  # only ``*`` applies: the package-wide license

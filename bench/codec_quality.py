@@ -1,0 +1,69 @@
+"""Codec quality on the corpus test split, against Opus and Codec2 in the same run.
+
+    python bench/codec_quality.py [--codec default] [--corpus data/corpus] [--split test] [--limit 40]
+
+Per kind (speech, music, sfx): log-mel distance, STFT distance, SI-SDR, and for speech PESQ-WB and STOI
+(eval/metrics.py names the implementations), at 3, 6 and 12 codebooks (1.5, 3, 6 kbps for the default)
+and for Opus 6/8/12 kbps and Codec2 1.6/3.2 kbps. Writes the JSON report beside BENCHMARKS.md
+(bench/results/codec_quality.json) and the markdown tables into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import update_section  # noqa: E402
+from codec.registry import load_codec  # noqa: E402
+from eval.baselines import parse_baselines  # noqa: E402
+from eval.codec_eval import collect_items, evaluate_codec  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codec", default="default", help="codec name or folder")
+    parser.add_argument("--corpus", default="data/corpus", help="corpus folder with manifest.jsonl (make data)")
+    parser.add_argument("--split", default="test", help="corpus split to score")
+    parser.add_argument("--limit", type=int, default=40, help="items per kind (evenly spaced, deterministic)")
+    parser.add_argument("--crop-seconds", type=float, default=6.0, help="score the first N seconds of each item")
+    parser.add_argument("--num-codebooks", default="3,6,12", help="codebook counts of our codec")
+    parser.add_argument("--baselines", default="opus6,opus8,opus12,codec2_1600,codec2_3200")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--title", default="Codec quality", help="BENCHMARKS.md section title")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    codec = load_codec(args.codec)
+    items = collect_items(args.corpus, split=args.split, limit=args.limit)
+    report = evaluate_codec(
+        codec,
+        items,
+        num_codebooks_list=[int(k) for k in args.num_codebooks.split(",")],
+        baselines=parse_baselines(args.baselines),
+        split=args.split,
+        source=args.corpus,
+        crop_seconds=args.crop_seconds,
+    )
+    markdown = report.to_markdown()
+    print(markdown)
+    if not args.no_write:
+        out = ROOT / "bench" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(out / f"{args.title.lower().replace(' ', '_')}.json")
+        body = (
+            f"Codec `{codec.codec_id}`, corpus `{args.corpus}` split `{args.split}`, {args.limit} items per kind, "
+            f"first {args.crop_seconds:g} s of each. Means (medians in the JSON). Lower is better for mel/STFT "
+            "distance; higher for SI-SDR, PESQ-WB, STOI.\n\n" + markdown
+        )
+        update_section(args.title, body)
+
+
+if __name__ == "__main__":
+    main()

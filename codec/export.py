@@ -1,0 +1,49 @@
+"""Export a training checkpoint as a shippable codec folder (fp16 safetensors + JSON config).
+
+    python -m codec.export runs/codec-default --out codec/weights/default
+
+Takes the newest ``checkpoints/step-*.pt`` of a run (loaded with ``weights_only=True``), and records
+the run's config, the step, the command that made it and the corpus summary in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from codec.model import CodecConfig, CodecModel, save_codec
+from codec.train import latest_checkpoint
+
+
+def export_run(run_dir: str | Path, out: str | Path, name: str = "audiotok", checkpoint: str | None = None) -> Path:
+    run_dir = Path(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint found in {run_dir}/checkpoints; train first")
+    run_config = json.loads((run_dir / "config.json").read_text())
+    model = CodecModel(CodecConfig.from_dict(run_config["model"]))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    extra = {"trained_steps": int(state["step"]), "train": run_config["train"], "checkpoint": ckpt.name}
+    corpus_hours = Path(run_config["train"]["data_dir"]) / "hours.json"
+    if corpus_hours.is_file():
+        extra["corpus_hours"] = json.loads(corpus_hours.read_text())
+    save_codec(model, out, name=name, extra=extra)
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Export a codec training run as fp16 safetensors + config.json.")
+    parser.add_argument("run", help="training output folder (holds config.json and checkpoints/)")
+    parser.add_argument("--out", required=True, help="folder to write (e.g. codec/weights/default)")
+    parser.add_argument("--checkpoint", help="a specific checkpoint file instead of the newest")
+    parser.add_argument("--name", default="audiotok", help="codec name used in codec_id")
+    args = parser.parse_args(argv)
+    print(f"exported to {export_run(args.run, args.out, args.name, args.checkpoint)}")
+
+
+if __name__ == "__main__":
+    main()
