@@ -93,7 +93,12 @@ def display_path(path: str | os.PathLike) -> str:
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _check_path(path: Path) -> None:
+def check_path(path: str | os.PathLike) -> None:
+    """Raise `AudioError` if ``path`` is missing, a folder, a link to nowhere, not a regular file or unreadable.
+
+    Cheap (one stat): run it before opening, so that a fifo named .wav is never opened (it would block).
+    """
+    path = Path(path)
     name = display_path(path)
     try:
         st = os.stat(path)
@@ -120,6 +125,81 @@ def _not_audio(name: str, error: Exception) -> NotAudioError:
     return NotAudioError(f"{name}: is not a readable audio file ({reason}).")
 
 
+def _wav_data_shortfall(f) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file whose ``data`` chunk claims more bytes than the file holds: ``(claimed, present)``.
+
+    libsndfile silently reads what is there, so a truncated download or a header claiming a huge length
+    would otherwise pass as a shorter file. The sizes 0 and 0xFFFFFFFF are the placeholders streaming
+    writers use for "unknown length" and are accepted.
+    """
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    size = f.seek(0, os.SEEK_END)
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk = f.read(8)
+        chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+        if chunk_id == b"data":
+            present = size - pos - 8
+            if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present:
+                return chunk_size, present
+            return None
+        pos += 8 + chunk_size + (chunk_size & 1)  # chunks are word-aligned
+    return None
+
+
+def _check_header(f, name: str, max_seconds: float | None) -> sf.SoundFile:
+    """Open ``f`` (a binary file object) with libsndfile and validate its header; nothing is decoded."""
+    try:
+        shortfall = _wav_data_shortfall(f)
+        f.seek(0)
+        handle = sf.SoundFile(f)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise _not_audio(name, e) from None
+    except OSError as e:
+        raise AudioUnreadableError(f"{name}: cannot be read ({e.strerror or e}); check the file.") from None
+    if shortfall is not None:
+        handle.close()
+        raise NotAudioError(
+            f"{name}: its header claims {shortfall[0]} bytes of audio but only {shortfall[1]} are present; "
+            "the file is truncated or its header is corrupt."
+        )
+    problem: AudioError | None = None
+    if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+        problem = SampleRateError(
+            f"{name}: sample rate {handle.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz; "
+            "the header is probably corrupt."
+        )
+    elif not 1 <= handle.channels <= MAX_CHANNELS:
+        problem = ChannelCountError(
+            f"{name}: has {handle.channels} channels; at most {MAX_CHANNELS} are supported."
+        )
+    elif max_seconds is not None and handle.frames > max_seconds * handle.samplerate:
+        problem = _too_long(name, handle.frames / handle.samplerate, max_seconds)
+    if problem is not None:
+        handle.close()
+        raise problem
+    return handle
+
+
+def _open(path: Path) -> object:
+    name = display_path(path)
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        raise AudioUnreadableError(f"{name}: permission denied; make the file readable.") from None
+    except OSError as e:
+        raise AudioUnreadableError(f"{name}: cannot be opened ({e.strerror or e}); check the file.") from None
+
+
+def _decode_error(name: str, e: Exception) -> NotAudioError:
+    reason = getattr(e, "error_string", None) or str(e)
+    return NotAudioError(f"{name}: audio data cannot be decoded ({reason}); the file may be truncated.")
+
+
 def _read(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
     """Validate the header, then read the samples: ``(data [S, C] float32, sample_rate)``.
 
@@ -127,40 +207,32 @@ def _read(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
     UTF-8 work too.
     """
     name = display_path(path)
-    try:
-        f = open(path, "rb")
-    except PermissionError:
-        raise AudioUnreadableError(f"{name}: permission denied; make the file readable.") from None
-    except OSError as e:
-        raise AudioUnreadableError(f"{name}: cannot be opened ({e.strerror or e}); check the file.") from None
-    with f:
+    with _open(path) as f, _check_header(f, name, max_seconds) as handle:
         try:
-            info = sf.info(f)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            raise _not_audio(name, e) from None
-        except OSError as e:
-            raise AudioUnreadableError(
-                f"{name}: cannot be read ({e.strerror or e}); check the file."
-            ) from None
-        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-            raise SampleRateError(
-                f"{name}: sample rate {info.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz; "
-                "the header is probably corrupt."
-            )
-        if not 1 <= info.channels <= MAX_CHANNELS:
-            raise ChannelCountError(
-                f"{name}: has {info.channels} channels; at most {MAX_CHANNELS} are supported."
-            )
-        if max_seconds is not None and info.frames > max_seconds * info.samplerate:
-            raise _too_long(name, info.frames / info.samplerate, max_seconds)
-        try:
-            f.seek(0)
-            return sf.read(f, dtype="float32", always_2d=True)  # (S, C)
+            return handle.read(dtype="float32", always_2d=True), handle.samplerate  # (S, C)
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as e:
-            reason = getattr(e, "error_string", None) or str(e)
-            raise NotAudioError(
-                f"{name}: audio data cannot be decoded ({reason}); the file may be truncated."
-            ) from None
+            raise _decode_error(name, e) from None
+
+
+@dataclass
+class AudioHeader:
+    """What a file's header says: frames and rate at the source, channel count."""
+
+    frames: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe_audio(path: str | os.PathLike, max_seconds: float | None = None) -> AudioHeader:
+    """Validate a file's path and header without decoding samples; raises `AudioError` naming it."""
+    path = Path(path)
+    check_path(path)
+    with _open(path) as f, _check_header(f, display_path(path), max_seconds) as handle:
+        return AudioHeader(handle.frames, handle.samplerate, handle.channels)
 
 
 def _too_long(name: str, seconds: float, max_seconds: float) -> AudioTooLongError:
@@ -185,7 +257,7 @@ def load_audio(
         raise ValueError(f"channel_policy must be one of {CHANNEL_POLICIES}, got {channel_policy!r}")
     path = Path(path)
     name = display_path(path)
-    _check_path(path)
+    check_path(path)
     data, source_sr = _read(path, max_seconds)
     if data.shape[0] == 0:
         raise EmptyAudioError(f"{name}: holds no audio samples (0 frames).")
@@ -205,6 +277,114 @@ def load_audio(
     return LoadedAudio(
         wav=wav.float().contiguous(), sample_rate=sample_rate, source_sample_rate=source_sr, path=path
     )
+
+
+class StreamResampler:
+    """Resamples a stream block by block; the output equals `torchaudio.functional.resample` of the whole.
+
+    torchaudio's sinc resampler is a strided convolution: output group ``g`` (``new`` samples, after
+    dividing both rates by their gcd) reads input ``[g*orig - width, (g+1)*orig + width)``. So each call
+    resamples the buffered input from ``margin`` groups before the first group not yet emitted and keeps
+    only the groups whose window lies wholly inside the input seen so far; the left margin is dropped.
+    Equal up to float rounding (the convolution sees different lengths), not bit for bit.
+    """
+
+    def __init__(self, orig_sr: int, new_sr: int):
+        import math
+
+        gcd = math.gcd(orig_sr, new_sr)
+        self.orig_sr, self.new_sr = orig_sr, new_sr
+        self.orig, self.new = orig_sr // gcd, new_sr // gcd
+        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))  # torchaudio's defaults
+        self.margin = math.ceil(width / self.orig) + 1  # groups of context each side
+        self.buffer = torch.zeros(0, 0)  # (C, S): input from group `self.buffer_group` on
+        self.buffer_group = 0
+        self.next_group = 0  # first output group not yet emitted
+        self.total_in = 0
+
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        import torchaudio.functional as AF
+
+        return AF.resample(x, self.orig_sr, self.new_sr)
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        """block ``[C, S]`` at the source rate -> the newly complete output ``[C, S']``."""
+        if self.orig == self.new:
+            return block
+        self.buffer = block if self.buffer.numel() == 0 else torch.cat([self.buffer, block], dim=-1)
+        self.total_in += block.shape[-1]
+        ready = self.total_in // self.orig - self.margin  # groups whose right context has arrived
+        return self._emit(ready, final=False)
+
+    def flush(self) -> torch.Tensor:
+        """The rest of the output ``[C, S']``, through the end of the stream."""
+        if self.orig == self.new:
+            return torch.zeros(0, 0)
+        return self._emit(-(-self.new * self.total_in // self.orig), final=True)
+
+    def _emit(self, stop: int, final: bool) -> torch.Tensor:
+        if (stop <= self.next_group and not final) or self.buffer.numel() == 0:
+            return self.buffer[:, :0]
+        out = self._resample(self.buffer)  # (C, S') from group buffer_group on
+        skip = (self.next_group - self.buffer_group) * self.new
+        end = stop - self.buffer_group * self.new if final else (stop - self.buffer_group) * self.new
+        out = out[:, skip:end]
+        if not final:
+            self.next_group = stop
+            keep_from = max(0, self.next_group - self.margin)  # left context for the next call
+            self.buffer = self.buffer[:, (keep_from - self.buffer_group) * self.orig :]
+            self.buffer_group = keep_from
+        return out
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike,
+    target_sr: int | None = None,
+    channel_policy: str = "downmix",
+    max_seconds: float | None = None,
+    block_seconds: float = 10.0,
+):
+    """Read a file block by block: yields float32 ``[C, S_block]`` at ``target_sr`` (C=1 after downmix).
+
+    The same validation as `load_audio` (header first, then NaN/Inf and emptiness per block), and the
+    concatenated blocks equal `load_audio`'s waveform up to resampling rounding, but memory stays at a
+    few blocks whatever the file's length. Raises `AudioError` naming the file, possibly mid-stream:
+    a caller must not keep anything from a stream that raised.
+    """
+    if channel_policy not in CHANNEL_POLICIES:
+        raise ValueError(f"channel_policy must be one of {CHANNEL_POLICIES}, got {channel_policy!r}")
+    path = Path(path)
+    name = display_path(path)
+    check_path(path)
+    with _open(path) as f, _check_header(f, name, max_seconds) as handle:
+        source_sr = handle.samplerate
+        resampler = StreamResampler(source_sr, target_sr) if target_sr and target_sr != source_sr else None
+        block_frames = max(1, int(block_seconds * source_sr))
+        total = 0
+        while True:
+            try:
+                data = handle.read(block_frames, dtype="float32", always_2d=True)  # (S, C)
+            except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as e:
+                raise _decode_error(name, e) from None
+            if data.shape[0] == 0:
+                break
+            if not np.isfinite(data).all():
+                raise NonFiniteAudioError(f"{name}: contains NaN or infinite samples; the file is corrupt.")
+            total += data.shape[0]
+            if max_seconds is not None and total > max_seconds * source_sr:
+                raise _too_long(name, total / source_sr, max_seconds)
+            wav = torch.from_numpy(np.ascontiguousarray(data.T))  # (C, S)
+            if channel_policy == "downmix" and wav.shape[0] > 1:
+                wav = wav.mean(dim=0, keepdim=True)  # (1, S)
+            out = resampler.push(wav) if resampler else wav
+            if out.shape[-1]:
+                yield out.float().contiguous()
+        if total == 0:
+            raise EmptyAudioError(f"{name}: holds no audio samples (0 frames).")
+        if resampler is not None:
+            tail = resampler.flush()
+            if tail.shape[-1]:
+                yield tail.float().contiguous()
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
@@ -239,8 +419,9 @@ def _is_audio_name(name: str) -> bool:
 def _walk(root: Path) -> list[Path]:
     """Audio files under ``root``, following symlinks but visiting each real folder once (loop-safe).
 
-    Entries with an audio extension that are not folders (including dangling or looping symlinks) are
-    returned, so that loading them reports the problem instead of silently dropping them.
+    Entries with an audio extension are returned even when they are not audio files (dangling or looping
+    symlinks, a folder named ``x.wav``), so that loading them reports the problem instead of silently
+    dropping them; a folder named like an audio file is not searched.
     """
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
@@ -264,9 +445,9 @@ def _walk(root: Path) -> list[Path]:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
-            if is_dir:
+            if is_dir and not _is_audio_name(entry.name):
                 stack.append(Path(entry.path))
-            elif _is_audio_name(entry.name):
+            elif _is_audio_name(entry.name):  # a folder named x.wav too: loading it reports the mistake
                 found.append(Path(entry.path))
     return found
 
@@ -282,34 +463,108 @@ def _glob_root(pattern: str) -> Path:
     return Path(*static) if static else Path(".")
 
 
-def scan_inputs(inputs: list[str]) -> InputScan:
-    """Expand files, folders (recursive, audio extensions only) and globs into a sorted file list.
+class InputListError(ValueError):
+    """A list file (``@list.txt`` / ``--from-list``) cannot be read or has a bad line; names the file and line."""
 
-    A file named explicitly is kept whatever its extension (it is read by content). Duplicates (the same
-    real file reached twice) are kept once. Inputs that match nothing go to ``unmatched``.
+
+def read_input_list(path: str | os.PathLike) -> list[InputFile]:
+    """Entries of a list file: one path per line, or JSON lines with a ``"path"`` field.
+
+    Blank lines and lines starting with ``#`` are skipped. Relative paths are relative to the list file's
+    folder; an entry's relpath (its item id) is the path as written, or relative to the list's folder
+    for an absolute path under it. Folders and globs in a list are expanded later by `scan_inputs`.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise InputListError(
+            f"{display_path(path)}: cannot read the list file ({e.strerror or e})."
+        ) from None
+    base = path.parent
+    entries: list[InputFile] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                raise InputListError(
+                    f'{display_path(path)}: line {lineno} is not a JSON object with a "path" string; fix the line.'
+                )
+            line = row["path"]
+        entry = Path(line)
+        full = entry if entry.is_absolute() else base / entry
+        if not entry.is_absolute():
+            rel = Path(os.path.normpath(entry)).as_posix()
+        elif full.is_relative_to(base):
+            rel = full.relative_to(base).as_posix()
+        else:
+            rel = full.as_posix().lstrip("/")
+        entries.append(InputFile(full, rel))
+    return entries
+
+
+def _expand(spec: str) -> list[InputFile]:
+    """One input (file, folder or glob) -> the files it names, with relpaths."""
+    path = Path(spec)
+    if os.path.isdir(path):
+        return [InputFile(p, p.relative_to(path).as_posix()) for p in _walk(path)]
+    if os.path.lexists(path):
+        return [InputFile(path, path.name)]
+    if glob.has_magic(spec):
+        root = _glob_root(spec)
+        found = []
+        for m in sorted(glob.glob(spec, recursive=True)):
+            mp = Path(m)
+            if os.path.isdir(mp) and not _is_audio_name(mp.name):
+                found += [InputFile(p, p.relative_to(root).as_posix()) for p in _walk(mp)]
+            else:
+                found.append(InputFile(mp, mp.relative_to(root).as_posix()))
+        return found
+    return []
+
+
+def _is_list_spec(spec: str) -> bool:
+    """``@list.txt`` names a list file, unless a file literally named ``@list.txt`` exists."""
+    return spec.startswith("@") and len(spec) > 1 and not os.path.lexists(spec)
+
+
+def scan_inputs(inputs: list[str], lists: list[str] | tuple[str, ...] = ()) -> InputScan:
+    """Expand files, folders (recursive, audio extensions only), globs and list files into sorted files.
+
+    ``@FILE`` among ``inputs``, and each of ``lists``, is a list file (see `read_input_list`); its entries
+    may be files, folders or globs too. A file named explicitly is kept whatever its extension (it is
+    read by content). Duplicates (the same real file reached twice) are kept once. Inputs that match
+    nothing go to ``unmatched``. Raises `InputListError` for an unreadable or malformed list file.
     """
     scan = InputScan()
     candidates: list[InputFile] = []
-    for spec in inputs:
-        path = Path(spec)
-        if os.path.isdir(path):
-            found = [InputFile(p, p.relative_to(path).as_posix()) for p in _walk(path)]
-        elif os.path.lexists(path):
-            found = [InputFile(path, path.name)]
-        elif glob.has_magic(spec):
-            root = _glob_root(spec)
-            found = []
-            for m in sorted(glob.glob(spec, recursive=True)):
-                mp = Path(m)
-                if os.path.isdir(mp):
-                    found += [InputFile(p, p.relative_to(root).as_posix()) for p in _walk(mp)]
-                else:
-                    found.append(InputFile(mp, mp.relative_to(root).as_posix()))
-        else:
-            found = []
+    list_files = [s[1:] for s in inputs if _is_list_spec(s)] + list(lists)
+    for spec in [s for s in inputs if not _is_list_spec(s)]:
+        found = _expand(spec)
         if not found:
             scan.unmatched.append(spec)  # missing path, empty folder, or a glob matching nothing
         candidates += found
+    for list_file in list_files:
+        for entry in read_input_list(list_file):
+            spec = os.fsdecode(entry.path)
+            if os.path.lexists(entry.path) and not os.path.isdir(entry.path):
+                candidates.append(entry)  # a file entry keeps its relpath from the list
+                continue
+            if os.path.isdir(entry.path):
+                found = [InputFile(f.path, f"{entry.relpath}/{f.relpath}") for f in _expand(spec)]
+            else:  # a glob (relpaths from its root, as on the command line), or nothing
+                found = _expand(spec)
+            if not found:
+                scan.unmatched.append(spec)
+            candidates += found
     seen: set[str] = set()
     for item in sorted(candidates, key=lambda c: os.fsencode(c.path)):
         key = os.path.realpath(item.path)

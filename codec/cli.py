@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,14 +39,6 @@ def _print(message: str) -> None:
     tqdm.write(message, file=sys.stderr)  # keeps an active progress bar intact
 
 
-def _report_failure(path: str, message: str) -> None:
-    from codec.audio import display_path
-
-    name = display_path(path)
-    reason = message[len(name) + 2 :] if message.startswith(name + ": ") else message
-    _print(f"audiotok: skipped {name}: {reason}")
-
-
 def _progress(total: int, unit: str, quiet: bool) -> Any:
     from tqdm import tqdm
 
@@ -64,219 +55,41 @@ def _load(spec: str | None, device: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ tokenize
-@dataclass
-class _Pending:
-    """One loaded item waiting to be encoded. wav: float32 ``[1, S]`` at the codec's rate."""
-
-    id: str
-    wav: Any
-    source: str
-    relpath: str
-    sha256: str
-    seconds: float
-    channel: int | None
-
-
-def _open_or_create_store(path: str, codec: Any, num_codebooks: int, codec_spec: str | None) -> Any:
-    from codec.store import StoreError, StoreMeta, TokenStore
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from codec.audio import InputListError, scan_inputs
+    from codec.tokenize import RankContext, TokenizeOptions, TokenizeUsageError, tokenize
 
     try:
-        if (Path(path) / "meta.json").exists():
-            store = TokenStore.open(path, mode="a")
-            meta = store.meta
-            if meta.codec_id != codec.codec_id or meta.num_codebooks != num_codebooks:
-                store.close()
-                raise UsageError(
-                    f"{path} holds codes of codec {meta.codec_id} with K={meta.num_codebooks}, not "
-                    f"{codec.codec_id} with K={num_codebooks}; pass the same --codec and --num-codebooks "
-                    "or choose a new store."
-                )
-            return store
-        if codec_spec and os.path.exists(codec_spec):
-            codec_spec = os.path.abspath(codec_spec)  # so decode finds it from any working directory
-        meta = StoreMeta(
-            codec_id=codec.codec_id,
-            sample_rate=int(codec.sample_rate),
-            frame_rate=codec.frame_rate,
-            num_codebooks=num_codebooks,
-            codebook_size=int(codec.codebook_size),
-            codec=codec_spec or "default",
-        )
-        return TokenStore.create(path, meta)
-    except StoreError as e:
+        scan = scan_inputs(args.inputs, lists=args.from_list or ())
+        ctx = RankContext.from_env()
+    except (InputListError, TokenizeUsageError) as e:
         raise UsageError(str(e)) from None
-
-
-def _length_batches(items: list[_Pending], batch_samples: int) -> list[list[_Pending]]:
-    """Group items of similar length: sorted by length, each batch's padded size within ``batch_samples``."""
-    batches: list[list[_Pending]] = []
-    current: list[_Pending] = []
-    for item in sorted(items, key=lambda x: x.wav.shape[-1]):
-        if current and item.wav.shape[-1] * (len(current) + 1) > batch_samples:
-            batches.append(current)
-            current = []
-        current.append(item)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _encode_batch(codec: Any, batch: list[_Pending], num_codebooks: int) -> list[Any]:
-    """Codes ``[K, T_i]`` of each item, encoded as one zero-padded batch ``[B, 1, S_max]``."""
-    import torch
-
-    max_len = max(x.wav.shape[-1] for x in batch)
-    wav = torch.zeros(len(batch), 1, max_len)  # (B, 1, S)
-    for i, x in enumerate(batch):
-        wav[i, :, : x.wav.shape[-1]] = x.wav
-    lengths = torch.tensor([x.wav.shape[-1] for x in batch], dtype=torch.long)
-    with torch.inference_mode():
-        tokens = codec.encode(wav, codec.sample_rate, num_codebooks=num_codebooks, lengths=lengths)
-    return [tokens.item(i)[:num_codebooks].cpu() for i in range(len(batch))]
-
-
-class _Tokenizer:
-    """The tokenize loop's state: store, counters, and the window of items loaded but not yet encoded."""
-
-    def __init__(self, args: argparse.Namespace, codec: Any, store: Any, num_codebooks: int) -> None:
-        self.args, self.codec, self.store, self.num_codebooks = args, codec, store, num_codebooks
-        self.pending: list[_Pending] = []
-        self.pending_hashes: set[tuple[str, int | None]] = set()
-        self.used_ids: set[str] = set()
-        self.stored = self.skipped = self.failed = 0
-        self.seconds = 0.0
-
-    def fail(self, path: str, message: str) -> None:
-        self.failed += 1
-        self.store.record_failure(path, message)
-        _report_failure(path, message)
-
-    def _item_id(self, relpath: str, channel: int | None, sha: str) -> str:
-        item_id = relpath if channel is None else f"{relpath}#ch{channel}"
-        if item_id in self.store or item_id in self.used_ids:
-            item_id = f"{item_id}#{sha[:12]}"  # same relative path from two inputs, different content
-        self.used_ids.add(item_id)
-        return item_id
-
-    def add_file(self, path: Path, relpath: str) -> None:
-        from codec.audio import AudioError, load_audio, sha256_file
-
-        source = os.fsdecode(path)
-        try:
-            sha = sha256_file(path)
-        except OSError as e:
-            try:  # load_audio words the reason best (directory, dangling link, permission)
-                load_audio(path)
-            except AudioError as err:
-                self.fail(source, str(err))
-                return
-            self.fail(source, f"{source}: cannot be read ({e}).")
-            return
-        split = self.args.channels == "split"
-        if not split and (self.store.has_source_hash(sha) or (sha, None) in self.pending_hashes):
-            self.skipped += 1  # already stored (resume), or the same content under another name
-            return
-        try:
-            audio = load_audio(path, self.codec.sample_rate, self.args.channels, self.args.max_seconds)
-        except AudioError as e:
-            self.fail(source, str(e))
-            return
-        channels = range(audio.wav.shape[0]) if split else [None]
-        for c in channels:
-            key = (sha, c)
-            if self.store.has_source_hash(sha, c) or key in self.pending_hashes:
-                self.skipped += 1
-                continue
-            self.pending_hashes.add(key)
-            wav = audio.wav if c is None else audio.wav[c : c + 1]
-            self.pending.append(
-                _Pending(self._item_id(relpath, c, sha), wav, source, relpath, sha, audio.seconds, c)
-            )
-
-    def pending_seconds(self) -> float:
-        return sum(x.wav.shape[-1] for x in self.pending) / self.codec.sample_rate
-
-    def flush(self) -> None:
-        """Encode the pending items in length-sorted batches, then append them in input order."""
-        batch_samples = max(1, int(self.args.batch_seconds * self.codec.sample_rate))
-        codes: dict[str, Any] = {}
-        for batch in _length_batches(self.pending, batch_samples):
-            try:
-                results = _encode_batch(self.codec, batch, self.num_codebooks)
-            except Exception as batch_error:
-                results = [batch_error]
-                if len(batch) > 1:  # find the item that breaks the batch; the others still get stored
-                    results = []
-                    for x in batch:
-                        try:
-                            results += _encode_batch(self.codec, [x], self.num_codebooks)
-                        except Exception as e:
-                            results.append(e)
-            for x, r in zip(batch, results):
-                codes[x.id] = r
-        for x in self.pending:
-            result = codes[x.id]
-            if isinstance(result, Exception):
-                self.fail(
-                    x.source, f"{x.source}: the codec failed on it ({type(result).__name__}: {result})."
-                )
-                continue
-            self.store.append(
-                x.id,
-                result,
-                source=x.source,
-                relpath=x.relpath,
-                sha256=x.sha256,
-                seconds=x.seconds,
-                channel=x.channel,
-            )
-            self.stored += 1
-            self.seconds += x.seconds
-        self.pending = []
-        self.pending_hashes = set()
-
-
-def cmd_tokenize(args: argparse.Namespace) -> int:
-    from codec.audio import scan_inputs
-
-    scan = scan_inputs(args.inputs)
     codec = _load(args.codec, args.device)
-    num_codebooks = args.num_codebooks or codec.num_codebooks
-    if not 1 <= num_codebooks <= codec.num_codebooks:
-        raise UsageError(f"--num-codebooks must be in [1, {codec.num_codebooks}] for codec {codec.codec_id}")
-    store = _open_or_create_store(args.output, codec, num_codebooks, args.codec)
-    window_seconds = max(args.batch_seconds * 4, 1.0)  # encode in windows: bounded memory, batchable lengths
-    with store:
-        run = _Tokenizer(args, codec, store, num_codebooks)
-        for spec in scan.unmatched:
-            run.fail(spec, f"{spec}: matched no audio files; check the path.")
-        bar = _progress(len(scan.files), "file", args.quiet)
-        for f in scan.files:
-            run.add_file(f.path, f.relpath)
-            if run.pending_seconds() >= window_seconds:
-                run.flush()
-            bar.update(1)
-            bar.set_postfix_str(f"{run.seconds + run.pending_seconds():.0f} s audio")
-        run.flush()
-        bar.close()
-        summary = {
-            "store": str(args.output),
-            "codec_id": codec.codec_id,
-            "files": len(scan.files),
-            "stored": run.stored,
-            "skipped": run.skipped,
-            "failed": run.failed,
-            "seconds": round(run.seconds, 3),
-            "items_total": len(store),
-        }
-    if args.json:
-        print(json.dumps(summary))
-    elif not args.quiet:
-        _print(
-            f"audiotok: stored {run.stored} items ({run.seconds:.1f} s of audio) in {args.output}; "
-            f"{run.skipped} already stored, {run.failed} failed"
-        )
-    return 1 if run.failed else 0
+    options = TokenizeOptions(
+        num_codebooks=args.num_codebooks,
+        batch_seconds=args.batch_seconds,
+        max_seconds=args.max_seconds,
+        channels=args.channels,
+        jobs=args.jobs,
+        long_seconds=args.long_seconds,
+        quiet=args.quiet or args.json or ctx.rank > 0,
+        codec_spec=args.codec,
+    )
+    try:
+        summary = tokenize(scan.files, args.output, codec, options, unmatched=scan.unmatched, ctx=ctx)
+    except TokenizeUsageError as e:
+        raise UsageError(str(e)) from None
+    if ctx.rank == 0 or summary.world_size == 1:
+        if args.json:
+            print(json.dumps(summary.to_dict()))
+        elif not args.quiet:
+            rate = summary.seconds / max(summary.wall_seconds, 1e-9)
+            _print(
+                f"audiotok: stored {summary.stored} items ({summary.seconds:.1f} s of audio, "
+                f"{rate:.0f} audio-s/s) in {args.output}; {summary.skipped} already stored, "
+                f"{summary.failed} failed"
+            )
+    return 1 if summary.failed else 0
 
 
 # -------------------------------------------------------------------------------------------- decode
@@ -409,6 +222,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def default_jobs() -> int:
+    """Reader threads by default (see `codec.tokenize.default_jobs`; kept import-light here)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(8, cores // max(1, local_world)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiotok", description="Audio tokens: tokenize audio into a token store, decode it, inspect it."
@@ -425,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUTS",
-        help="audio files, folders (searched recursively) or globs; files are read by content",
+        help="audio files, folders (searched recursively), globs, or @LIST files; files are read by content",
     )
     p.add_argument(
         "-o", "--output", required=True, metavar="STORE", help="token store folder (created or resumed)"
@@ -461,9 +284,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="downmix",
         help="multichannel files: average to mono, or store each channel as its own item",
     )
+    p.add_argument(
+        "--from-list",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help='read inputs from FILE: one path per line, or JSON lines with a "path" field (relative to '
+        "FILE's folder); repeatable; '@FILE' among INPUTS does the same",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        metavar="N",
+        help="threads reading, decoding and resampling files while the codec encodes "
+        f"(default: cores, at most 8: {default_jobs()} here; 0 reads in the main thread)",
+    )
+    p.add_argument(
+        "--long-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="files longer than this are read in blocks and encoded as a stream (bounded memory; same codes)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the codec, e.g. cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary (failures still print)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON summary on stdout (implies no progress bar)"
+    )
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser(

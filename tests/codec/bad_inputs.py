@@ -51,9 +51,13 @@ def wav_bytes(
     if data is None:
         data = (np.arange(num_frames * max(channels, 1)) % 200 - 100).astype("<i2").tobytes()
         data = data[: num_frames * block] if bits == 16 else bytes(num_frames * block)
-    fmt = struct.pack("<HHIIHH", format_tag, channels, sample_rate, sample_rate * block, block, bits)
+    fmt = struct.pack(
+        "<HHIIHH", format_tag, channels, sample_rate, (sample_rate * block) & 0xFFFFFFFF, block & 0xFFFF, bits
+    )
     size = len(data) if data_size is None else data_size
-    body = b"WAVE" + b"fmt " + struct.pack("<I", fmt_size or len(fmt)) + fmt + b"data" + struct.pack("<I", size)
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", fmt_size or len(fmt)) + fmt + b"data" + struct.pack("<I", size)
+    )
     return b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
 
 
@@ -67,7 +71,7 @@ def _write_bad(root: Path, corpus: Corpus) -> None:
     bad = root / "bad"
     bad.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    valid = (bad / "_tmp.wav")
+    valid = bad / "_tmp.wav"
     sf.write(valid, _tone(0.5), SR)
     valid_bytes = valid.read_bytes()
     valid.unlink()

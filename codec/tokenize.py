@@ -1,0 +1,729 @@
+"""The tokenize pipeline behind ``audiotok tokenize``: many files in, one token store out.
+
+Design:
+
+* **Overlap.** A pool of ``jobs`` threads checks, hashes, decodes and resamples files ahead of the
+  encoder (libsndfile, hashlib and torch release the GIL), in input order with a bounded look-ahead,
+  while the main thread encodes. Short items are batched by similar length (sorted, each batch's padded
+  size within ``batch_seconds``); the codec guarantees batch-mates do not change an item's codes.
+* **Long files.** A file longer than ``long_seconds`` is read in blocks (`codec.audio.iter_audio_blocks`)
+  and encoded by `ChunkedStreamEncoder`, which replays the codec's own chunk grid
+  (``AudiotokCodec._encode_chunked``: ``chunk_frames`` per chunk, ``context_frames`` of overlap), so the
+  codes equal ``codec.encode`` of the whole file while memory holds a few blocks. Codecs that do not
+  declare a receptive field (the pretrained adapters) are encoded in one pass.
+* **Many processes.** Under ``accelerate launch`` / ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set),
+  every rank scans the same sorted input list and takes files ``rank, rank + world, ...``; item ids are
+  decided from the full list, so they do not depend on the number of ranks. Rank 0 creates the store,
+  the others wait for it; each rank writes its own shards and manifest (writer tag ``r<rank>``), which
+  `TokenStore.open` unions: no merge step is needed.
+* **Resume.** A file whose content hash is already stored is skipped, whatever its path. The store's
+  append is crash safe (codec/store.py), so a rerun after ``kill -9`` finishes the job.
+* **Bad input.** Every problem with an input becomes one line on stderr naming the file and a row in the
+  store's failures list; the run goes on, and the exit status is 1.
+
+Known limit: two files with identical content that land on different ranks are both stored (under their
+own ids); one process stores the first only.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from codec.audio import (
+    AudioError,
+    InputFile,
+    LoadedAudio,
+    check_path,
+    display_path,
+    iter_audio_blocks,
+    load_audio,
+    probe_audio,
+    sha256_file,
+)
+from codec.store import StoreError, StoreMeta, TokenStore
+
+
+class TokenizeUsageError(ValueError):
+    """The run cannot start (store of another codec, bad option); the CLI prints it as a usage error."""
+
+
+def default_jobs() -> int:
+    """Reader threads by default: one per core this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(8, cores // max(1, local_world)))
+
+
+@dataclass
+class TokenizeOptions:
+    """How to tokenize; the CLI flags of ``audiotok tokenize`` map onto these one to one."""
+
+    num_codebooks: int | None = None  # first K codebooks; None: all
+    batch_seconds: float = 32.0  # padded audio seconds per encoder batch
+    max_seconds: float | None = None  # reject longer files
+    channels: str = "downmix"  # or "split": one item per channel
+    jobs: int = field(default_factory=default_jobs)  # reader threads; 0 reads in the main thread
+    long_seconds: float = 60.0  # longer files are read in blocks and encoded as a stream
+    block_seconds: float = 10.0  # block size for long files
+    quiet: bool = False  # no progress bar
+    codec_spec: str | None = None  # recorded in the store's meta for decode
+
+
+@dataclass
+class TokenizeSummary:
+    """What a run did (summed over ranks when torch.distributed is up). ``seconds``: audio stored."""
+
+    store: str
+    codec_id: str
+    files: int
+    stored: int
+    skipped: int
+    failed: int
+    seconds: float
+    items_total: int
+    wall_seconds: float
+    rank: int = 0
+    world_size: int = 1
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        out["wall_seconds"] = round(self.wall_seconds, 3)
+        out["audio_seconds_per_second"] = round(self.seconds / max(self.wall_seconds, 1e-9), 2)
+        return out
+
+
+def report_failure(path: str, message: str) -> None:
+    """One stderr line: ``audiotok: skipped NAME: REASON`` (kept apart from an active progress bar)."""
+    from tqdm import tqdm
+
+    name = display_path(path)
+    reason = message[len(name) + 2 :] if message.startswith(name + ": ") else message
+    tqdm.write(f"audiotok: skipped {name}: {reason}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------- distributed context
+@dataclass
+class RankContext:
+    """This process's place in a multi-process run, from the launcher's environment variables."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @staticmethod
+    def from_env() -> RankContext:
+        env = os.environ
+        ctx = RankContext(
+            int(env.get("RANK", 0) or 0),
+            int(env.get("WORLD_SIZE", 1) or 1),
+            int(env.get("LOCAL_RANK", 0) or 0),
+        )
+        if not 0 <= ctx.rank < ctx.world_size:
+            raise TokenizeUsageError(
+                f"RANK={ctx.rank} is outside WORLD_SIZE={ctx.world_size}; check the launcher."
+            )
+        return ctx
+
+    @property
+    def writer(self) -> str:
+        return f"r{self.rank}"
+
+    def share(self, n: int) -> range:
+        """Indexes of this rank's inputs among ``n`` sorted ones (round robin: lengths stay balanced)."""
+        return range(self.rank, n, self.world_size)
+
+    def init_process_group(self) -> bool:
+        """Join the launcher's gloo group when one is described (MASTER_ADDR set); True if joined."""
+        import torch.distributed as dist
+
+        if self.world_size == 1 or not dist.is_available() or "MASTER_ADDR" not in os.environ:
+            return False
+        if not dist.is_initialized():
+            from datetime import timedelta
+
+            dist.init_process_group("gloo", timeout=timedelta(hours=6))
+        return True
+
+
+def _wait_for_meta(path: Path, timeout_s: float = 600.0) -> None:
+    """Ranks > 0 without a process group: poll until rank 0 has created the store."""
+    deadline = time.monotonic() + timeout_s
+    while not (path / "meta.json").is_file():
+        if time.monotonic() > deadline:
+            raise TokenizeUsageError(f"{path}: rank 0 did not create the store within {timeout_s:.0f} s.")
+        time.sleep(0.1)
+
+
+def open_or_create_store(
+    path: str | os.PathLike, codec: Any, num_codebooks: int, codec_spec: str | None, writer: str = "r0"
+) -> TokenStore:
+    """Open the store at ``path`` for appending as ``writer``, creating it for ``codec`` if absent.
+
+    Raises `TokenizeUsageError` if it holds another codec's codes or another K, or is not a store.
+    """
+    path = Path(path)
+    try:
+        if not (path / "meta.json").exists():
+            if codec_spec and os.path.exists(codec_spec):
+                codec_spec = os.path.abspath(codec_spec)  # so decode finds it from any working directory
+            meta = StoreMeta(
+                codec_id=codec.codec_id,
+                sample_rate=int(codec.sample_rate),
+                frame_rate=codec.frame_rate,
+                num_codebooks=num_codebooks,
+                codebook_size=int(codec.codebook_size),
+                codec=codec_spec or "default",
+            )
+            return TokenStore.create(path, meta, writer=writer)
+        store = TokenStore.open(path, mode="a", writer=writer)
+    except StoreError as e:
+        raise TokenizeUsageError(str(e)) from None
+    meta = store.meta
+    if meta.codec_id != codec.codec_id or meta.num_codebooks != num_codebooks:
+        store.close()
+        raise TokenizeUsageError(
+            f"{path} holds codes of codec {meta.codec_id} with K={meta.num_codebooks}, not "
+            f"{codec.codec_id} with K={num_codebooks}; pass the same --codec and --num-codebooks "
+            "or choose a new store."
+        )
+    return store
+
+
+# ---------------------------------------------------------------------------------- stream encoding
+def supports_streaming(codec: Any) -> bool:
+    """Whether `ChunkedStreamEncoder` can drive ``codec`` (our codec; adapters encode in one pass)."""
+    model = getattr(codec, "model", None)
+    return (
+        hasattr(model, "encode_latents")
+        and hasattr(model, "quantizer")
+        and all(hasattr(codec, a) for a in ("context_frames", "hop_length", "chunk_frames"))
+    )
+
+
+class ChunkedStreamEncoder:
+    """Encodes a mono stream pushed in blocks of any size; `finish` returns codes equal to ``codec.encode``.
+
+    It replays ``AudiotokCodec._encode_chunked`` for one item: chunk ``[start, stop)`` (``chunk_frames``
+    long) is encoded from samples ``[lo*hop, hi*hop)`` with ``lo = start - context``, ``hi = stop +
+    context`` clipped to the item, then cut to its own frames. A chunk is encoded as soon as its right
+    context has arrived, and samples left of the next chunk's context are dropped, so memory holds about
+    one chunk plus two contexts. Works for causal and non-causal codecs alike.
+    """
+
+    def __init__(self, codec: Any, num_codebooks: int | None = None):
+        if not supports_streaming(codec):
+            raise ValueError(
+                f"codec {getattr(codec, 'codec_id', codec)!r} does not declare a receptive field"
+            )
+        self.codec = codec
+        self.k = num_codebooks or codec.num_codebooks
+        self.hop, self.chunk, self.context = codec.hop_length, codec.chunk_frames, codec.context_frames
+        self.device = next(codec.model.parameters()).device
+        self.buffer = torch.zeros(0)  # samples from absolute index buffer_start on
+        self.buffer_start = 0  # always hop-aligned
+        self.total_samples = 0
+        self.next_frame = 0  # first frame not yet encoded
+        self.pieces: list[torch.Tensor] = []  # (K, T_chunk) int16/int32 each
+
+    def push(self, samples: torch.Tensor) -> None:
+        """Append mono samples ``[S]`` at the codec's sample rate."""
+        self.buffer = torch.cat([self.buffer, samples.detach().float().reshape(-1).cpu()])
+        self.total_samples += samples.numel()
+        while (self.next_frame + self.chunk + self.context) * self.hop <= self.total_samples:
+            stop = self.next_frame + self.chunk
+            self._encode(self.next_frame, stop, stop + self.context)
+
+    def finish(self) -> torch.Tensor:
+        """Codes ``[K, T]`` of the whole stream, ``T = ceil(samples / hop)`` (at least 1)."""
+        total = max(1, math.ceil(self.total_samples / self.hop))
+        while self.next_frame < total:
+            stop = min(self.next_frame + self.chunk, total)
+            self._encode(self.next_frame, stop, min(total, stop + self.context))
+        return (
+            torch.cat(self.pieces, dim=-1).long() if self.pieces else torch.zeros(self.k, 0, dtype=torch.long)
+        )
+
+    @torch.inference_mode()
+    def _encode(self, start: int, stop: int, hi: int) -> None:
+        lo = max(0, start - self.context)
+        a, b = lo * self.hop - self.buffer_start, hi * self.hop - self.buffer_start
+        x = F.pad(self.buffer[a:b], (0, max(0, (b - a) - len(self.buffer[a:b]))))  # zeros past the end
+        model = self.codec.model
+        latents = model.encode_latents(x[None].to(self.device), torch.tensor([hi - lo], device=self.device))
+        codes = model.quantizer(latents, self.k).codes[0, :, start - lo : stop - lo]  # (K, stop - start)
+        self.pieces.append(codes.to(torch.int32).cpu())
+        self.next_frame = stop
+        drop = max(0, (stop - self.context) * self.hop - self.buffer_start)  # left context of the next chunk
+        self.buffer = self.buffer[drop:]
+        self.buffer_start += drop
+
+
+def encode_blocks(
+    codec: Any, blocks: Iterable[torch.Tensor], num_codebooks: int | None = None
+) -> torch.Tensor:
+    """Codes ``[K, T]`` of a mono stream given as blocks ``[S_i]`` or ``[1, S_i]`` at the codec's rate."""
+    encoder = ChunkedStreamEncoder(codec, num_codebooks)
+    for block in blocks:
+        encoder.push(block)
+    return encoder.finish()
+
+
+def _background(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run ``iterator`` in a thread, ``depth`` items ahead (reading overlaps encoding); re-raises its errors."""
+    queue: collections.deque = collections.deque()
+    ready = threading.Semaphore(0)
+    room = threading.Semaphore(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                room.acquire()
+                if stop.is_set():
+                    return
+                queue.append((item, None))
+                ready.release()
+        except BaseException as e:  # handed to the consumer
+            queue.append((None, e))
+            ready.release()
+            return
+        queue.append((done, None))
+        ready.release()
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ready.acquire()
+            item, error = queue.popleft()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            room.release()
+            yield item
+    finally:
+        stop.set()
+        room.release()
+
+
+# --------------------------------------------------------------------------------------- the loop
+@dataclass
+class _Prepared:
+    """A file after the reader thread: failed, skipped, loaded, or to be streamed by the main thread."""
+
+    file: InputFile
+    sha256: str = ""
+    audio: LoadedAudio | None = None
+    stream: bool = False
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass
+class _Pending:
+    """One loaded item waiting to be encoded. wav: float32 ``[1, S]`` at the codec's rate."""
+
+    id: str
+    wav: torch.Tensor
+    source: str
+    relpath: str
+    sha256: str
+    seconds: float
+    channel: int | None
+
+
+def length_batches(items: list[_Pending], batch_samples: int) -> list[list[_Pending]]:
+    """Group items of similar length: sorted by length, each batch's padded size within ``batch_samples``."""
+    batches: list[list[_Pending]] = []
+    current: list[_Pending] = []
+    for item in sorted(items, key=lambda x: x.wav.shape[-1]):
+        if current and item.wav.shape[-1] * (len(current) + 1) > batch_samples:
+            batches.append(current)
+            current = []
+        current.append(item)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def encode_batch(codec: Any, wavs: list[torch.Tensor], num_codebooks: int) -> list[torch.Tensor]:
+    """Codes ``[K, T_i]`` of each mono ``[1, S_i]`` wav, encoded as one zero-padded batch ``[B, 1, S_max]``."""
+    max_len = max(w.shape[-1] for w in wavs)
+    wav = torch.zeros(len(wavs), 1, max_len)  # (B, 1, S)
+    for i, w in enumerate(wavs):
+        wav[i, :, : w.shape[-1]] = w
+    lengths = torch.tensor([w.shape[-1] for w in wavs], dtype=torch.long)
+    with torch.inference_mode():
+        tokens = codec.encode(wav, codec.sample_rate, num_codebooks=num_codebooks, lengths=lengths)
+    return [tokens.item(i)[:num_codebooks].cpu() for i in range(len(wavs))]
+
+
+def _ordered_prefetch(fn: Callable, items: list, jobs: int) -> Iterator:
+    """``fn(item)`` for each item, in order, computed by ``jobs`` threads at most ``2 * jobs + 2`` ahead."""
+    if jobs <= 0:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(jobs, thread_name_prefix="audiotok-read") as pool:
+        window: collections.deque = collections.deque()
+        it = iter(items)
+        for item in it:
+            window.append(pool.submit(fn, item))
+            if len(window) > 2 * jobs + 2:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
+class Tokenizer:
+    """One rank's run: reads its share of the inputs, encodes, appends, and counts."""
+
+    def __init__(self, codec: Any, store: TokenStore, options: TokenizeOptions, num_codebooks: int):
+        self.codec, self.store, self.options, self.k = codec, store, options, num_codebooks
+        self.streaming = supports_streaming(codec)
+        self.done_hashes = store.source_hashes()  # snapshot for the reader threads
+        self.pending: list[_Pending] = []
+        self.pending_hashes: set[tuple[str, int | None]] = set()
+        self.used_ids: set[str] = set()
+        self.plain_relpaths: set[int] = set()  # indexes whose relpath may be used as id unchanged
+        self.stored = self.skipped = self.failed = 0
+        self.seconds = 0.0
+
+    # ------------------------------------------------------------------ per file, in reader threads
+    def prepare(self, file: InputFile) -> _Prepared:
+        """Check, hash, and (for a short file) load and resample; never raises for a bad file."""
+        out = _Prepared(file)
+        try:
+            check_path(file.path)  # before opening: a fifo named .wav would block
+            out.sha256 = sha256_file(file.path)
+            if self.options.channels != "split" and out.sha256 in self.done_hashes:
+                out.skipped = True
+                return out
+            header = probe_audio(file.path, self.options.max_seconds)
+            if self.streaming and header.seconds > self.options.long_seconds:
+                out.stream = True
+            else:
+                out.audio = load_audio(
+                    file.path, self.codec.sample_rate, self.options.channels, self.options.max_seconds
+                )
+        except AudioError as e:
+            out.error = str(e)
+        except OSError as e:
+            name = display_path(file.path)
+            out.error = f"{name}: cannot be read ({e.strerror or e}); check the file."
+        return out
+
+    # ------------------------------------------------------------------ in the main thread
+    def fail(self, path: str, message: str) -> None:
+        self.failed += 1
+        self.store.record_failure(path, message)
+        report_failure(path, message)
+
+    def item_id(self, index: int, relpath: str, sha: str, channel: int | None) -> str:
+        """The relpath, unless another input shares it (or the store holds it with other content)."""
+        base = relpath
+        taken = base in self.store and self.store.row(base).get("sha256") != sha
+        if index not in self.plain_relpaths or taken:
+            base = f"{relpath}#{sha[:12]}"
+        item_id = base if channel is None else f"{base}#ch{channel}"
+        while item_id in self.used_ids:  # only if a file changed under us between hash and now
+            item_id += "+"
+        self.used_ids.add(item_id)
+        return item_id
+
+    def _is_done(self, sha: str, channel: int | None) -> bool:
+        return self.store.has_source_hash(sha, channel) or (sha, channel) in self.pending_hashes
+
+    def add(self, index: int, prepared: _Prepared) -> None:
+        source = os.fsdecode(prepared.file.path)
+        if prepared.error is not None:
+            self.fail(source, prepared.error)
+        elif prepared.skipped:
+            self.skipped += 1
+        elif prepared.stream:
+            self._add_stream(index, prepared, source)
+        else:
+            self._add_loaded(index, prepared, source)
+
+    def _add_loaded(self, index: int, prepared: _Prepared, source: str) -> None:
+        audio, sha, split = prepared.audio, prepared.sha256, self.options.channels == "split"
+        if not split and self._is_done(sha, None):
+            self.skipped += 1  # the same content under another name earlier in this run
+            return
+        for c in range(audio.wav.shape[0]) if split else [None]:
+            if self._is_done(sha, c):
+                self.skipped += 1
+                continue
+            self.pending_hashes.add((sha, c))
+            wav = audio.wav if c is None else audio.wav[c : c + 1]
+            item_id = self.item_id(index, prepared.file.relpath, sha, c)
+            self.pending.append(_Pending(item_id, wav, source, prepared.file.relpath, sha, audio.seconds, c))
+
+    def _add_stream(self, index: int, prepared: _Prepared, source: str) -> None:
+        """A long file: blocks from a reader thread into one stream encoder per item."""
+        sha, split = prepared.sha256, self.options.channels == "split"
+        if not split and self._is_done(sha, None):
+            self.skipped += 1
+            return
+        blocks = iter_audio_blocks(
+            prepared.file.path,
+            self.codec.sample_rate,
+            "keep" if split else "downmix",
+            self.options.max_seconds,
+            self.options.block_seconds,
+        )
+        encoders: list[ChunkedStreamEncoder] = []
+        samples = 0
+        try:
+            for block in _background(blocks):  # (C, S)
+                if not encoders:
+                    encoders = [ChunkedStreamEncoder(self.codec, self.k) for _ in range(block.shape[0])]
+                for encoder, channel in zip(encoders, block):
+                    encoder.push(channel)
+                samples += block.shape[-1]
+            codes = [e.finish() for e in encoders]
+        except AudioError as e:
+            self.fail(source, str(e))
+            return
+        except Exception as e:
+            self.fail(source, f"{source}: the codec failed on it ({type(e).__name__}: {e}).")
+            return
+        seconds = samples / self.codec.sample_rate
+        for c, item_codes in enumerate(codes):
+            channel = c if split else None
+            if self._is_done(sha, channel):
+                self.skipped += 1
+                continue
+            item_id = self.item_id(index, prepared.file.relpath, sha, channel)
+            self._append(
+                _Pending(item_id, torch.zeros(1, 0), source, prepared.file.relpath, sha, seconds, channel),
+                item_codes,
+            )
+
+    def pending_seconds(self) -> float:
+        return sum(x.wav.shape[-1] for x in self.pending) / self.codec.sample_rate
+
+    def _append(self, x: _Pending, codes: torch.Tensor) -> None:
+        self.store.append(
+            x.id,
+            codes,
+            source=x.source,
+            relpath=x.relpath,
+            sha256=x.sha256,
+            seconds=x.seconds,
+            channel=x.channel,
+        )
+        self.stored += 1
+        self.seconds += x.seconds
+
+    def flush(self) -> None:
+        """Encode the pending items in length-sorted batches, then append them in input order."""
+        batch_samples = max(1, int(self.options.batch_seconds * self.codec.sample_rate))
+        results: dict[str, Any] = {}
+        for batch in length_batches(self.pending, batch_samples):
+            for x, r in zip(batch, self._encode_or_isolate(batch)):
+                results[x.id] = r
+        for x in self.pending:
+            result = results[x.id]
+            if isinstance(result, Exception):
+                self.fail(
+                    x.source, f"{x.source}: the codec failed on it ({type(result).__name__}: {result})."
+                )
+            else:
+                self._append(x, result)
+        self.pending = []
+        self.pending_hashes = set()
+
+    def _encode_or_isolate(self, batch: list[_Pending]) -> list[Any]:
+        """Codes per item; if the batch fails, each item alone, so one bad item costs only itself."""
+        try:
+            return encode_batch(self.codec, [x.wav for x in batch], self.k)
+        except Exception as batch_error:
+            if len(batch) == 1:
+                return [batch_error]
+        results: list[Any] = []
+        for x in batch:
+            try:
+                results += encode_batch(self.codec, [x.wav], self.k)
+            except Exception as e:
+                results.append(e)
+        return results
+
+
+def _plain_relpaths(files: list[InputFile]) -> set[int]:
+    """Indexes of files whose relpath is the first of its kind in the (sorted) full input list."""
+    first: dict[str, int] = {}
+    for i, f in enumerate(files):
+        first.setdefault(f.relpath, i)
+    return set(first.values())
+
+
+def _progress(total: int, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="file",
+        disable=quiet or not sys.stderr.isatty(),
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc="tokenize",
+    )
+
+
+def _reduce(ctx: RankContext, distributed: bool, counts: list[float]) -> list[float]:
+    """Sum counters over ranks (when a process group is up); also a barrier at the end of the run."""
+    if not distributed:
+        return counts
+    import torch.distributed as dist
+
+    t = torch.tensor(counts, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def tokenize(
+    files: list[InputFile],
+    output: str | os.PathLike,
+    codec: Any,
+    options: TokenizeOptions | None = None,
+    unmatched: list[str] | None = None,
+    ctx: RankContext | None = None,
+) -> TokenizeSummary:
+    """Tokenize ``files`` (sorted, as from `codec.audio.scan_inputs`) into the store at ``output``.
+
+    Under a multi-process launcher pass ``ctx=RankContext.from_env()``: this process then handles its
+    share and writes as ``r<rank>``. ``unmatched`` inputs are recorded as failures (by rank 0).
+    Raises `TokenizeUsageError` when the run cannot start; bad files never raise.
+    """
+    options = options or TokenizeOptions()
+    ctx = ctx or RankContext()
+    started = time.perf_counter()
+    num_codebooks = options.num_codebooks or codec.num_codebooks
+    if not 1 <= num_codebooks <= codec.num_codebooks:
+        raise TokenizeUsageError(
+            f"--num-codebooks must be in [1, {codec.num_codebooks}] for codec {codec.codec_id}"
+        )
+    distributed = ctx.init_process_group()
+    if ctx.world_size > 1:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size) or 1)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))  # share the cores, don't fight
+    output = Path(output)
+    store = None
+    if ctx.rank == 0:
+        store = open_or_create_store(output, codec, num_codebooks, options.codec_spec, ctx.writer)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 made meta.json; a failure there ends the launch (others exit with it)
+    elif ctx.rank > 0:
+        _wait_for_meta(output)
+    if store is None:
+        store = open_or_create_store(output, codec, num_codebooks, options.codec_spec, ctx.writer)
+    mine = list(ctx.share(len(files)))
+    with store:
+        run = Tokenizer(codec, store, options, num_codebooks)
+        run.plain_relpaths = _plain_relpaths(files)
+        for spec in (unmatched or []) if ctx.rank == 0 else []:
+            run.fail(spec, f"{display_path(spec)}: matched no audio files; check the path.")
+        _loop(run, files, mine, options)
+        counts = _reduce(
+            ctx,
+            distributed,
+            [len(files) if ctx.rank == 0 else 0, run.stored, run.skipped, run.failed, run.seconds],
+        )
+        if distributed:
+            with TokenStore.open(output, mode="r") as everything:  # all ranks are past all_reduce: done
+                items_total = len(everything)
+        else:
+            items_total = len(store)
+    return TokenizeSummary(
+        store=str(output),
+        codec_id=codec.codec_id,
+        files=int(counts[0]) if distributed else len(mine),
+        stored=int(counts[1]),
+        skipped=int(counts[2]),
+        failed=int(counts[3]),
+        seconds=float(counts[4]),
+        items_total=items_total,
+        wall_seconds=time.perf_counter() - started,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+
+
+def _loop(run: Tokenizer, files: list[InputFile], mine: list[int], options: TokenizeOptions) -> None:
+    """Read ahead in threads, encode in windows of pending audio (bounded memory, batchable lengths)."""
+    window_seconds = max(options.batch_seconds * 4, 1.0)
+    bar = _progress(len(mine), options.quiet)
+    started = time.perf_counter()
+    prepared_iter = _ordered_prefetch(run.prepare, [files[i] for i in mine], options.jobs)
+    for index, prepared in zip(mine, prepared_iter):
+        run.add(index, prepared)
+        if run.pending_seconds() >= window_seconds:
+            run.flush()
+        bar.update(1)
+        audio = run.seconds + run.pending_seconds()
+        bar.set_postfix_str(
+            f"{audio:.0f} s audio, {audio / max(time.perf_counter() - started, 1e-9):.0f} audio-s/s"
+        )
+    run.flush()
+    bar.close()
+
+
+def store_items_equal(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """Differences between two stores item for item (ids, sources, hashes, frames, codes); [] if equal."""
+    import numpy as np
+
+    problems: list[str] = []
+    with TokenStore.open(a) as sa, TokenStore.open(b) as sb:
+        ids_a, ids_b = set(sa.ids()), set(sb.ids())
+        if ids_a != ids_b:
+            problems.append(
+                f"ids differ: only in {a}: {sorted(ids_a - ids_b)[:5]}, only in {b}: {sorted(ids_b - ids_a)[:5]}"
+            )
+        for item_id in sorted(ids_a & ids_b):
+            ra, rb = sa.row(item_id), sb.row(item_id)
+            for key in ("sha256", "relpath", "frames", "channel"):
+                if ra.get(key) != rb.get(key):
+                    problems.append(f"{item_id}: {key} {ra.get(key)!r} != {rb.get(key)!r}")
+            if not np.array_equal(sa.read(item_id), sb.read(item_id)):
+                problems.append(f"{item_id}: codes differ")
+    return problems
+
+
+__all__ = [
+    "ChunkedStreamEncoder",
+    "RankContext",
+    "TokenizeOptions",
+    "TokenizeSummary",
+    "TokenizeUsageError",
+    "Tokenizer",
+    "default_jobs",
+    "encode_batch",
+    "encode_blocks",
+    "length_batches",
+    "open_or_create_store",
+    "report_failure",
+    "store_items_equal",
+    "supports_streaming",
+    "tokenize",
+]
