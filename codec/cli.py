@@ -59,12 +59,17 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from codec.audio import InputListError, scan_inputs
     from codec.tokenize import RankContext, TokenizeOptions, TokenizeUsageError, tokenize
 
+    if not args.inputs and not args.from_list:
+        raise UsageError("tokenize needs INPUTS or --from-list FILE; see `audiotok tokenize --help`.")
     try:
         scan = scan_inputs(args.inputs, lists=args.from_list or ())
         ctx = RankContext.from_env()
     except (InputListError, TokenizeUsageError) as e:
         raise UsageError(str(e)) from None
-    codec = _load(args.codec, args.device)
+    device = args.device
+    if device == "cuda" and ctx.world_size > 1:
+        device = f"cuda:{ctx.local_rank}"  # one GPU per local rank
+    codec = _load(args.codec, device)
     options = TokenizeOptions(
         num_codebooks=args.num_codebooks,
         batch_seconds=args.batch_seconds,
@@ -211,6 +216,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         width = max(map(len, info))
         for key, value in info.items():
             print(f"{key:<{width}}  {value}")
+        if info["failures"]:
+            from codec.store import TokenStore
+
+            with TokenStore.open(args.store) as store:
+                failures = store.failures()
+            for row in failures[:10]:  # the reasons name the files; the full list is in failures-*.jsonl
+                print(f"failed: {row['error']}")
+            if len(failures) > 10:
+                print(f"failed: ... and {len(failures) - 10} more (see {args.store}/failures-*.jsonl)")
     return 0
 
 
@@ -242,11 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenize",
         help="encode audio files into a token store (resumable)",
         description="Encode audio files into a token store. Re-running skips files already stored "
-        "(matched by content hash); bad files are reported and recorded, the rest go on.",
+        "(matched by content hash); bad files are reported and recorded, the rest go on. On several "
+        "processes or machines: `accelerate launch --multi_gpu --num_processes N -m codec.cli tokenize ...` "
+        "(or torchrun): each rank takes every N-th file and writes its own shards into the same store.",
     )
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUTS",
         help="audio files, folders (searched recursively), globs, or @LIST files; files are read by content",
     )

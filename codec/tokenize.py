@@ -159,7 +159,16 @@ class RankContext:
             from datetime import timedelta
 
             dist.init_process_group("gloo", timeout=timedelta(hours=6))
+            self.owns_group = True
         return True
+
+    def close(self) -> None:
+        """Leave the process group if `init_process_group` made it."""
+        if getattr(self, "owns_group", False):
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.owns_group = False
 
 
 def _wait_for_meta(path: Path, timeout_s: float = 600.0) -> None:
@@ -655,6 +664,7 @@ def tokenize(
                 items_total = len(everything)
         else:
             items_total = len(store)
+    ctx.close()
     return TokenizeSummary(
         store=str(output),
         codec_id=codec.codec_id,

@@ -222,3 +222,57 @@ def test_walk_survives_symlink_loops(tmp_path, write_tone):
     assert names == ["a.wav", "l1.wav", "l2.wav"]
     with pytest.raises(AudioError):
         load_audio(root / "l1.wav")
+
+
+def test_wav_header_claiming_more_data_than_present_is_rejected(tmp_path, write_tone):
+    """libsndfile would read the shorter file silently; a truncated or lying header is reported."""
+    path = write_tone(tmp_path / "a.wav", seconds=0.5)
+    data = path.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(NotAudioError, match=r"cut.wav: its header claims \d+ bytes .* truncated"):
+        load_audio(tmp_path / "cut.wav")
+    streaming = bytearray(data)
+    at = data.index(b"data") + 4
+    streaming[at : at + 4] = b"\xff\xff\xff\xff"  # "unknown length", as streaming writers leave it
+    (tmp_path / "stream.wav").write_bytes(bytes(streaming))
+    assert load_audio(tmp_path / "stream.wav").num_samples == 8000
+
+
+def test_folder_named_like_audio_is_reported_not_searched(tmp_path, write_tone):
+    write_tone(tmp_path / "root" / "a.wav")
+    write_tone(tmp_path / "root" / "x.wav" / "inside.wav")
+    scan = scan_inputs([str(tmp_path / "root")])
+    assert [f.relpath for f in scan.files] == ["a.wav", "x.wav"]
+    with pytest.raises(AudioIsDirectoryError, match="x.wav: is a directory"):
+        load_audio(scan.files[1].path)
+
+
+def test_list_files(tmp_path, write_tone):
+    from codec.audio import InputListError, read_input_list
+
+    write_tone(tmp_path / "d" / "a.wav")
+    write_tone(tmp_path / "d" / "sub" / "b.flac")
+    write_tone(tmp_path / "elsewhere" / "c.wav")
+    (tmp_path / "d" / "list.txt").write_text(
+        f"# comment\na.wav\n\nsub\n{tmp_path / 'elsewhere' / 'c.wav'}\nnope.wav\n"
+    )
+    entries = read_input_list(tmp_path / "d" / "list.txt")
+    assert [e.relpath for e in entries][:2] == ["a.wav", "sub"]
+    scan = scan_inputs(["@" + str(tmp_path / "d" / "list.txt")])
+    outside = str(tmp_path / "elsewhere" / "c.wav").lstrip("/")  # absolute, outside the list's folder
+    assert sorted(f.relpath for f in scan.files) == sorted(["a.wav", outside, "sub/b.flac"])
+    assert scan.unmatched == [str(tmp_path / "d" / "nope.wav")]
+    (tmp_path / "d" / "rows.jsonl").write_text('{"path": "a.wav", "caption": "x"}\n{"path": 3}\n')
+    with pytest.raises(InputListError, match="rows.jsonl: line 2"):
+        scan_inputs([], lists=[str(tmp_path / "d" / "rows.jsonl")])
+    with pytest.raises(InputListError, match="missing.txt"):
+        scan_inputs(["@" + str(tmp_path / "missing.txt")])
+
+
+def test_probe_reads_only_the_header(tmp_path, write_tone):
+    from codec.audio import probe_audio
+
+    header = probe_audio(write_tone(tmp_path / "a.flac", seconds=0.25, sample_rate=22050, channels=2))
+    assert (header.frames, header.sample_rate, header.channels) == (round(0.25 * 22050), 22050, 2)
+    with pytest.raises(AudioTooLongError):
+        probe_audio(tmp_path / "a.flac", max_seconds=0.1)

@@ -234,3 +234,11 @@ def test_create_after_a_killed_create(tmp_path):
     (tmp_path / "t" / "other.txt").write_text("user data")
     with pytest.raises(StoreError, match="not an empty folder"):
         TokenStore.create(tmp_path / "t", _meta())
+
+
+def test_source_hashes_snapshot(tmp_path):
+    with TokenStore.create(tmp_path / "s", _meta()) as store:
+        store.append("a", _codes(2, 0), sha256="aa")
+        snapshot = store.source_hashes()
+        store.append("b", _codes(2, 1), sha256="bb")
+        assert snapshot == {"aa"} and store.source_hashes() == {"aa", "bb"}
