@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantize import ResidualVectorQuantizer, RVQOutput
+from codec.quantize import LibraryResidualVQ, ResidualVectorQuantizer, RVQOutput
 from codec.tokens import PAD_CODE, AudioTokens, as_batch, resample
 
 FORMAT = "audiotok-codec"
@@ -57,6 +57,7 @@ class CodecConfig:
     codebook_dim: int = 8
     quantizer_dropout: float = 0.5
     causal: bool = False
+    quantizer: str = "factorized"  # or "vqpytorch" (vector-quantize-pytorch ResidualVQ; for comparison)
 
     @property
     def frame_rate(self) -> float:
@@ -193,9 +194,16 @@ class CodecModel(nn.Module):
         self.frontend = STFTFrontend(c.n_fft, c.hop_length, c.causal)
         self.encoder = Backbone(c.n_fft // 2 + 1, c.encoder_dim, c.encoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
         self.to_latent = nn.Linear(c.encoder_dim, c.latent_dim)
-        self.quantizer = ResidualVectorQuantizer(
-            c.latent_dim, c.num_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
-        )
+        if c.quantizer == "factorized":
+            self.quantizer = ResidualVectorQuantizer(
+                c.latent_dim, c.num_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
+            )
+        elif c.quantizer == "vqpytorch":
+            self.quantizer = LibraryResidualVQ(
+                c.latent_dim, c.num_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
+            )
+        else:
+            raise ValueError(f"unknown quantizer {c.quantizer!r}; use 'factorized' or 'vqpytorch'")
         self.decoder = Backbone(c.latent_dim, c.decoder_dim, c.decoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
         self.head = ISTFTHead(c.decoder_dim, c.n_fft, c.hop_length, c.causal)
 

@@ -30,10 +30,11 @@ Codes are always ``[B, K, T]`` int64 on the CPU, padded with ``PAD_CODE``. ``cod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -141,7 +142,8 @@ class HFCodec:
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}."
             )
         adapter = adapters[model_type]
-        model = adapter._model_class().from_pretrained(str(id_or_path))
+        with quiet_progress_bars():
+            model = adapter._model_class().from_pretrained(str(id_or_path))
         return adapter(model, name=name, device=device)
 
     @staticmethod
@@ -352,6 +354,25 @@ class MimiCodec(HFCodec):
         return self.model.decode(codes, return_dict=True).audio_values  # (1, C, S)
 
 
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' tqdm bars ("Loading weights", "Writing model shards") inside the block only.
+
+    They would interleave with our own progress output on every adapter load. transformers switches
+    huggingface_hub's download bars with its own, so a hub download inside the block is silent too. The
+    previous setting is restored on exit, so a caller that wants the bars elsewhere keeps them.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def save_tiny_random_model(kind: str, path: str | Path, sample_rate: int = 16000, seed: int = 0) -> Path:
     """Write a tiny randomly initialised ``kind`` model (encodec, dac or mimi) with ``save_pretrained``.
 
@@ -408,5 +429,6 @@ def save_tiny_random_model(kind: str, path: str | Path, sample_rate: int = 16000
         for name, buffer in model.named_buffers():
             if name.endswith((".embed", ".embed_sum")):
                 buffer.normal_(std=0.05)  # about the scale of a random encoder's latents
-    model.save_pretrained(str(path))
+    with quiet_progress_bars():
+        model.save_pretrained(str(path))
     return Path(path)

@@ -144,3 +144,45 @@ class ResidualVectorQuantizer(nn.Module):
             z = self.stages[i].decode_codes(codes[:, i])
             out = z if out is None else out + z
         return out
+
+
+class LibraryResidualVQ(nn.Module):
+    """vector-quantize-pytorch's ``ResidualVQ`` (EMA codebooks, k-means init, dead-code expiry, as in
+    SoundStream/EnCodec) behind the same interface, so the two quantizers can be compared in one
+    benchmark (bench/quantizer_choice.py). Its quantizer dropout draws one stage count per batch,
+    not per item."""
+
+    def __init__(self, input_dim: int, num_codebooks: int, codebook_size: int, codebook_dim: int, quantizer_dropout: float):
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.num_codebooks = num_codebooks
+        self.codebook_size = codebook_size
+        self.rvq = ResidualVQ(
+            dim=input_dim,
+            num_quantizers=num_codebooks,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            kmeans_init=True,
+            kmeans_iters=10,
+            decay=0.99,
+            threshold_ema_dead_code=2,
+            commitment_weight=1.0,
+            quantize_dropout=quantizer_dropout > 0,
+        )
+
+    def forward(self, latents: torch.Tensor, num_codebooks: int | None = None) -> RVQOutput:
+        k = num_codebooks or self.num_codebooks
+        quantized, indices, commit = self.rvq(latents)  # (B, T, D), (B, T, K) with -1 for dropped stages
+        codes = indices.permute(0, 2, 1)[:, :k]  # (B, k, T)
+        if k < self.num_codebooks:
+            quantized = self.decode_codes(codes.clamp(min=0))
+        kept = (codes >= 0).all(dim=2).sum(dim=1)
+        return RVQOutput(quantized, codes.clamp(min=0), commit.sum(), latents.new_zeros(()), kept)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes ``[B, k, T]`` -> latents ``[B, T, D]`` (stages past k are masked with -1)."""
+        B, k, T = codes.shape
+        full = codes.new_full((B, self.num_codebooks, T), -1)
+        full[:, :k] = codes
+        return self.rvq.get_output_from_indices(full.permute(0, 2, 1))

@@ -337,8 +337,8 @@ def restart_dead_codes(
 ) -> int:
     """Dead-code restart for every stage, with candidates drawn from this step's residuals.
     latents ``[B, T, D]`` (encoder output), codes ``[B, K, T]``."""
-    if cfg.dead_code_idle_steps <= 0:
-        return 0
+    if cfg.dead_code_idle_steps <= 0 or not hasattr(model.quantizer, "stages"):
+        return 0  # the library quantizer expires dead codes itself
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + step)
     restarted = 0
     with torch.no_grad():

@@ -8,6 +8,13 @@ extension unless given, so ``format="FLAC"`` with a ``.wav`` name writes a FLAC 
 
 from __future__ import annotations
 
+import os
+
+# No test may reach a model hub (CI has no network beyond the package registries); set before any
+# transformers / huggingface_hub import reads them.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 from collections.abc import Callable
 from pathlib import Path
 

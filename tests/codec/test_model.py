@@ -47,8 +47,9 @@ def test_encode_decode_shapes_and_dtypes():
     assert torch.isfinite(out).all()
 
 
-def test_num_codebooks_gives_the_first_k():
-    codec = tiny_codec()
+@pytest.mark.parametrize("quantizer", ["factorized", "vqpytorch"])
+def test_num_codebooks_gives_the_first_k(quantizer):
+    codec = tiny_codec(quantizer=quantizer)
     full = codec.encode(chirp(0.8), 16000)
     for k in range(1, 5):
         assert torch.equal(codec.encode(chirp(0.8), 16000, num_codebooks=k).codes, full.codes[:, :k])
@@ -145,3 +146,8 @@ def test_unknown_config_keys_are_an_error(tmp_path):
     bad.write_text("model:\n  encoder_dimm: 3\n")
     with pytest.raises(ValueError, match="encoder_dimm"):
         load_config(bad)
+
+
+def test_unknown_quantizer_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown quantizer"):
+        CodecModel(tiny_config(quantizer="magic"))

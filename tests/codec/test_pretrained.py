@@ -164,3 +164,14 @@ def test_unsupported_model_type_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="encodec, dac, mimi"):
         HFCodec.from_pretrained(tmp_path)
+
+
+def test_loading_shows_no_progress_bars_and_restores_the_setting(tmp_path, capfd, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)  # bars on, as in a default install
+    path = save_tiny_random_model("encodec", tmp_path / "enc")
+    HFCodec.from_pretrained(path)
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err
+    assert hf_logging.is_progress_bar_enabled()  # only our loads are quiet
