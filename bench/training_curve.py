@@ -32,6 +32,8 @@ def main() -> None:
     lines = [
         f"Run `{args.run}`: batch {config['train']['batch_size']} x {config['train']['segment_seconds']} s, "
         f"GAN from step {config['train']['gan_start_step']}, schedule {config['train']['steps']} steps.",
+        "Validation: 16 fixed 3 s segments from the valid split of the corpus the run had loaded (for the shipped",
+        "run the corpus grew at steps 700 and 900: codec/weights/default/RECIPE.md). Minutes are cumulative wall time.",
         "",
         "| step | minutes | train mel | train stft | " + " | ".join(k.replace("valid/", "valid ") for k in valid_keys)
         + " | mean perplexity |",
