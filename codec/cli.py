@@ -237,7 +237,8 @@ def _positive_float(text: str) -> float:
 
 
 def default_jobs() -> int:
-    """Reader threads by default (see `codec.tokenize.default_jobs`; kept import-light here)."""
+    """Reader threads by default: one per core this process may use, at most 8 (shared by per-rank
+    processes on one machine). Lives here, import-light, so `--help` can show it without torch."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

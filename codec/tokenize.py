@@ -50,22 +50,13 @@ from codec.audio import (
     probe_audio,
     sha256_file,
 )
+from codec.cli import default_jobs  # defined there: the CLI needs it for --help without importing torch
 from codec.store import StoreError, StoreMeta, TokenStore
 from codec.streaming import ChunkedStreamEncoder, encode_blocks, in_background, supports_streaming
 
 
 class TokenizeUsageError(ValueError):
     """The run cannot start (store of another codec, bad option); the CLI prints it as a usage error."""
-
-
-def default_jobs() -> int:
-    """Reader threads by default: one per core this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(8, cores // max(1, local_world)))
 
 
 @dataclass

@@ -105,8 +105,9 @@ class ClipBank:
         self.kinds = [k for k in kinds if self.clips[k]]
         total = sum(kinds[k] for k in self.kinds)
         self.kind_probs = np.array([kinds[k] / total for k in self.kinds])
-        self.lengths = {k: np.array([len(c) for c in self.clips[k]], dtype=np.float64) for k in self.kinds}
-        self.seconds = {k: float(self.lengths[k].sum() / sample_rate) for k in self.kinds}
+        lengths = {k: np.array([len(c) for c in self.clips[k]], dtype=np.float64) for k in self.kinds}
+        self.clip_probs = {k: lengths[k] / lengths[k].sum() for k in self.kinds}  # longer clips drawn more often
+        self.seconds = {k: float(lengths[k].sum() / sample_rate) for k in self.kinds}
 
     def batch(self, batch_size: int, segment: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
         """``[B, segment]`` float32 in [-1, 1], a pure function of its arguments."""
@@ -114,8 +115,8 @@ class ClipBank:
         out = np.zeros((batch_size, segment), dtype=np.float32)
         for i in range(batch_size):
             kind = self.kinds[rng.choice(len(self.kinds), p=self.kind_probs)]
-            lengths = self.lengths[kind]
-            clip = self.clips[kind][rng.choice(len(lengths), p=lengths / lengths.sum())]
+            probs = self.clip_probs[kind]
+            clip = self.clips[kind][rng.choice(len(probs), p=probs)]
             start = int(rng.integers(0, max(1, len(clip) - segment + 1)))
             piece = clip[start : start + segment].astype(np.float32) / 32768.0
             # Random level (-30..-6 dBFS peak-relative range) so the codec sees quiet and loud audio.

@@ -60,12 +60,21 @@ def test_8_and_24_bit_pcm(tmp_path, write_tone, subtype):
     assert abs(float(wav.abs().max()) - 0.5) < 0.02  # scaled to [-1, 1] whatever the bit depth
 
 
-@pytest.mark.parametrize("ext,kwargs", [(".ogg", {"subtype": "VORBIS"}), (".mp3", {}), (".aiff", {})])
+@pytest.mark.parametrize(
+    "ext,kwargs",
+    [
+        pytest.param(
+            ext,
+            kwargs,
+            marks=pytest.mark.skipif(
+                ext[1:].upper() not in sf.available_formats(), reason=f"this libsndfile has no {ext[1:].upper()} support"
+            ),
+        )
+        for ext, kwargs in [(".ogg", {"subtype": "VORBIS"}), (".mp3", {}), (".aiff", {})]
+    ],
+)
 def test_other_containers(tmp_path, write_tone, ext, kwargs):
-    try:
-        path = write_tone(tmp_path / f"a{ext}", seconds=0.5, **kwargs)
-    except (sf.LibsndfileError, TypeError, ValueError) as e:
-        pytest.skip(f"this libsndfile cannot write {ext}: {e}")
+    path = write_tone(tmp_path / f"a{ext}", seconds=0.5, **kwargs)
     audio = load_audio(path, target_sr=16000)
     assert audio.wav.shape[0] == 1 and abs(audio.wav.shape[1] - 8000) < 2000  # mp3 adds codec padding
 

@@ -261,11 +261,8 @@ def test_plugin_hook_skips_missing_but_raises_broken(tmp_path, monkeypatch, caps
 
 def test_encodec_folder_as_codec(tmp_path, mixed_audio_folder, capsys):
     """The real registry with a tiny random HF EnCodec saved locally, passed as --codec PATH."""
-    try:
-        import codec.registry  # noqa: F401
-        from codec.pretrained import save_tiny_random_model
-    except ImportError as e:
-        pytest.skip(f"codec.registry / codec.pretrained not available yet: {e}")
+    from codec.pretrained import save_tiny_random_model
+
     model_dir = save_tiny_random_model("encodec", tmp_path / "encodec", sample_rate=16000)
     loaded = cli.load_codec(str(model_dir))
     store = tmp_path / "s"

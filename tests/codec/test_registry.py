@@ -83,9 +83,8 @@ def test_missing_default_is_a_clear_error(weights_dir):
     assert list_codecs() == []
 
 
-def test_shipped_default_loads_if_present():
-    if registry.codec_kind(registry.WEIGHTS_DIR / "default") is None:
-        pytest.skip("codec/weights/default is not built yet")
+def test_shipped_default_loads():
+    assert registry.codec_kind(registry.WEIGHTS_DIR / "default") is not None
     codec = load_codec()
     assert isinstance(codec, Codec)
     assert list_codecs()[0] == "default"
