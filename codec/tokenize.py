@@ -2,15 +2,22 @@
 
 Design:
 
-* **Overlap.** A pool of ``jobs`` threads checks, hashes, decodes and resamples files ahead of the
-  encoder (libsndfile, hashlib and torch release the GIL), in input order with a bounded look-ahead,
-  while the main thread encodes. Short items are batched by similar length (sorted, each batch's padded
-  size within ``batch_seconds``); the codec guarantees batch-mates do not change an item's codes.
-* **Long files.** A file longer than ``long_seconds`` is read in blocks (`codec.audio.iter_audio_blocks`)
-  and encoded by `codec.streaming.ChunkedStreamEncoder`, which replays the codec's own chunk grid
-  (``AudiotokCodec._encode_chunked``: ``chunk_frames`` per chunk, ``context_frames`` of overlap), so the
-  codes equal ``codec.encode`` of the whole file while memory holds a few blocks. Codecs that do not
-  declare a receptive field (the pretrained adapters) are encoded in one pass.
+* **Overlap.** ``jobs`` reader threads check, hash, decode and resample files ahead of the encoder
+  (`codec.reader`: numpy, libsndfile and soxr, no torch), in input order with a bounded look-ahead.
+  Short items are batched by similar length (sorted, each batch's padded size within ``batch_seconds``;
+  the codec guarantees batch-mates do not change an item's codes) in windows of ``4 * batch_seconds``;
+  a window's batches go to the encoder threads while the next window is read, and the main thread
+  appends each finished window in input order.
+* **Encoder threads.** Our codec on the CPU gets one encoder thread per torch thread, each running
+  torch single-threaded (`encoder_threads`). On 2 cores this beat one encoder on 2 torch threads by
+  1.2-1.35x on bench/tokenize_speed.py's folder: independent encoders need no OpenMP barriers, which
+  stall whenever a reader takes a core. The rest of the process keeps its torch thread count.
+* **Long files.** A file longer than ``long_seconds`` is read in blocks (`codec.audio.iter_audio_blocks`,
+  resampled by soxr's streaming resampler: the same samples as the whole file) and encoded in the main
+  thread, on all torch threads, by `codec.streaming.ChunkedStreamEncoder`, which replays the codec's own
+  chunk grid (``AudiotokCodec._encode_chunked``: ``chunk_frames`` per chunk, ``context_frames`` of
+  overlap), so the codes equal ``codec.encode`` of the whole file while memory holds a few blocks.
+  Codecs that do not declare a receptive field (the pretrained adapters) are encoded in one pass.
 * **Many processes.** Under ``accelerate launch`` / ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set),
   every rank scans the same sorted input list and takes files ``rank, rank + world, ...``; item ids are
   decided from the full list, so they do not depend on the number of ranks. Rank 0 creates the store,
@@ -31,26 +38,16 @@ import collections
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from codec.audio import (
-    AudioError,
-    InputFile,
-    LoadedAudio,
-    check_path,
-    display_path,
-    iter_audio_blocks,
-    load_audio,
-    probe_audio,
-    sha256_file,
-)
+from codec.audio import AudioError, InputFile, display_path, iter_audio_blocks
 from codec.cli import default_jobs  # defined there: the CLI needs it for --help without importing torch
+from codec.reader import Prepared, ReadOptions, read_ahead
 from codec.store import StoreError, StoreMeta, TokenStore
 from codec.streaming import ChunkedStreamEncoder, encode_blocks, in_background, supports_streaming
 
@@ -206,18 +203,6 @@ def open_or_create_store(
 
 # --------------------------------------------------------------------------------------- the loop
 @dataclass
-class _Prepared:
-    """A file after the reader thread: failed, skipped, loaded, or to be streamed by the main thread."""
-
-    file: InputFile
-    sha256: str = ""
-    audio: LoadedAudio | None = None
-    stream: bool = False
-    skipped: bool = False
-    error: str | None = None
-
-
-@dataclass
 class _Pending:
     """One loaded item waiting to be encoded. wav: float32 ``[1, S]`` at the codec's rate."""
 
@@ -256,20 +241,29 @@ def encode_batch(codec: Any, wavs: list[torch.Tensor], num_codebooks: int) -> li
     return [tokens.item(i)[:num_codebooks].cpu() for i in range(len(wavs))]
 
 
-def _ordered_prefetch(fn: Callable, items: list, jobs: int) -> Iterator:
-    """``fn(item)`` for each item, in order, computed by ``jobs`` threads at most ``2 * jobs + 2`` ahead."""
-    if jobs <= 0:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(jobs, thread_name_prefix="audiotok-read") as pool:
-        window: collections.deque = collections.deque()
-        it = iter(items)
-        for item in it:
-            window.append(pool.submit(fn, item))
-            if len(window) > 2 * jobs + 2:
-                yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
+@dataclass
+class _Window:
+    """Items handed to the encoders together: ``items`` in input order, their batches being encoded."""
+
+    items: list[_Pending]
+    batches: list[tuple[list[_Pending], Future]]
+
+
+def _single_threaded_torch() -> None:
+    torch.set_num_threads(1)  # this encoder thread only (torch's thread count is per thread once set)
+
+
+def encoder_threads(codec: Any) -> int:
+    """How many batches to encode at once: one per torch thread for our codec on the CPU, else 1.
+
+    Independent single-threaded encoders use the cores better than one encoder spread over them
+    (no OpenMP barriers, which stall whenever a reader takes a core), and our codec's ``encode`` is a
+    pure function, safe to call from several threads. Adapters of pretrained codecs keep one caller.
+    """
+    if not supports_streaming(codec):
+        return 1
+    device = next(codec.model.parameters()).device
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
 class Tokenizer:
@@ -278,37 +272,44 @@ class Tokenizer:
     def __init__(self, codec: Any, store: TokenStore, options: TokenizeOptions, num_codebooks: int):
         self.codec, self.store, self.options, self.k = codec, store, options, num_codebooks
         self.streaming = supports_streaming(codec)
-        self.done_hashes = store.source_hashes()  # snapshot for the reader threads
-        self.pending: list[_Pending] = []
-        self.pending_hashes: set[tuple[str, int | None]] = set()
+        self.pending: list[_Pending] = []  # loaded, not yet handed to the encoders
+        self.windows: collections.deque[_Window] = collections.deque()  # being encoded, oldest first
+        self.pending_hashes: set[tuple[str, int | None]] = set()  # pending or being encoded
         self.used_ids: set[str] = set()
         self.plain_relpaths: set[int] = set()  # indexes whose relpath may be used as id unchanged
         self.stored = self.skipped = self.failed = 0
         self.seconds = 0.0
+        self.encoders: ThreadPoolExecutor | None = None
 
-    # ------------------------------------------------------------------ per file, in reader threads
-    def prepare(self, file: InputFile) -> _Prepared:
-        """Check, hash, and (for a short file) load and resample; never raises for a bad file."""
-        out = _Prepared(file)
-        try:
-            check_path(file.path)  # before opening: a fifo named .wav would block
-            out.sha256 = sha256_file(file.path)
-            if self.options.channels != "split" and out.sha256 in self.done_hashes:
-                out.skipped = True
-                return out
-            header = probe_audio(file.path, self.options.max_seconds)
-            if self.streaming and header.seconds > self.options.long_seconds:
-                out.stream = True
-            else:
-                out.audio = load_audio(
-                    file.path, self.codec.sample_rate, self.options.channels, self.options.max_seconds
-                )
-        except AudioError as e:
-            out.error = str(e)
-        except OSError as e:
-            name = display_path(file.path)
-            out.error = f"{name}: cannot be read ({e.strerror or e}); check the file."
-        return out
+    def read_options(self) -> ReadOptions:
+        """What the readers need: the codec's rate, the channel policy, and the hashes already stored."""
+        return ReadOptions(
+            sample_rate=int(self.codec.sample_rate),
+            channels=self.options.channels,
+            max_seconds=self.options.max_seconds,
+            long_seconds=self.options.long_seconds if self.streaming else None,
+            skip_hashes=self.store.source_hashes(),  # a snapshot; the main thread checks again
+        )
+
+    def start_encoders(self, threads: int) -> None:
+        """Encode batches on ``threads`` threads, torch single-threaded in each; with one, in this thread
+        (torch's own threads run markedly slower under a thread other than the one that started them)."""
+        if threads > 1:
+            self.encoders = ThreadPoolExecutor(
+                threads, thread_name_prefix="audiotok-encode", initializer=_single_threaded_torch
+            )
+
+    def _encode_later(self, batch: list[_Pending]) -> Future:
+        if self.encoders is not None:
+            return self.encoders.submit(self._encode_or_isolate, batch)
+        future: Future = Future()
+        future.set_result(self._encode_or_isolate(batch))  # never raises for a bad item
+        return future
+
+    def stop_encoders(self) -> None:
+        if self.encoders is not None:
+            self.encoders.shutdown(wait=True, cancel_futures=True)
+            self.encoders = None
 
     # ------------------------------------------------------------------ in the main thread
     def fail(self, path: str, message: str) -> None:
@@ -331,7 +332,7 @@ class Tokenizer:
     def _is_done(self, sha: str, channel: int | None) -> bool:
         return self.store.has_source_hash(sha, channel) or (sha, channel) in self.pending_hashes
 
-    def add(self, index: int, prepared: _Prepared) -> None:
+    def add(self, index: int, prepared: Prepared) -> None:
         source = os.fsdecode(prepared.file.path)
         if prepared.error is not None:
             self.fail(source, prepared.error)
@@ -342,26 +343,29 @@ class Tokenizer:
         else:
             self._add_loaded(index, prepared, source)
 
-    def _add_loaded(self, index: int, prepared: _Prepared, source: str) -> None:
-        audio, sha, split = prepared.audio, prepared.sha256, self.options.channels == "split"
+    def _add_loaded(self, index: int, prepared: Prepared, source: str) -> None:
+        sha, split = prepared.sha256, self.options.channels == "split"
         if not split and self._is_done(sha, None):
             self.skipped += 1  # the same content under another name earlier in this run
             return
-        for c in range(audio.wav.shape[0]) if split else [None]:
+        wav = torch.from_numpy(prepared.wav)  # (C, S), C=1 unless split
+        seconds = wav.shape[-1] / self.codec.sample_rate
+        for c in range(wav.shape[0]) if split else [None]:
             if self._is_done(sha, c):
                 self.skipped += 1
                 continue
             self.pending_hashes.add((sha, c))
-            wav = audio.wav if c is None else audio.wav[c : c + 1]
+            item_wav = wav if c is None else wav[c : c + 1]  # (1, S)
             item_id = self.item_id(index, prepared.file.relpath, sha, c)
-            self.pending.append(_Pending(item_id, wav, source, prepared.file.relpath, sha, audio.seconds, c))
+            self.pending.append(_Pending(item_id, item_wav, source, prepared.file.relpath, sha, seconds, c))
 
-    def _add_stream(self, index: int, prepared: _Prepared, source: str) -> None:
-        """A long file: blocks from a reader thread into one stream encoder per item."""
+    def _add_stream(self, index: int, prepared: Prepared, source: str) -> None:
+        """A long file: blocks from a reader thread into one stream encoder per item, on all torch threads."""
         sha, split = prepared.sha256, self.options.channels == "split"
         if not split and self._is_done(sha, None):
             self.skipped += 1
             return
+        self.drain(keep=0)  # the encoder threads are idle while this thread encodes the stream
         blocks = iter_audio_blocks(
             prepared.file.path,
             self.codec.sample_rate,
@@ -413,23 +417,39 @@ class Tokenizer:
         self.stored += 1
         self.seconds += x.seconds
 
-    def flush(self) -> None:
-        """Encode the pending items in length-sorted batches, then append them in input order."""
+    def submit(self) -> None:
+        """Hand the pending items to the encoders as length-sorted batches (one window)."""
+        if not self.pending:
+            return
         batch_samples = max(1, int(self.options.batch_seconds * self.codec.sample_rate))
-        results: dict[str, Any] = {}
-        for batch in length_batches(self.pending, batch_samples):
-            for x, r in zip(batch, self._encode_or_isolate(batch)):
-                results[x.id] = r
-        for x in self.pending:
-            result = results[x.id]
-            if isinstance(result, Exception):
-                self.fail(
-                    x.source, f"{x.source}: the codec failed on it ({type(result).__name__}: {result})."
-                )
-            else:
-                self._append(x, result)
+        batches = [
+            (batch, self._encode_later(batch)) for batch in length_batches(self.pending, batch_samples)
+        ]
+        self.windows.append(_Window(self.pending, batches))
         self.pending = []
-        self.pending_hashes = set()
+
+    def drain(self, keep: int = 0) -> None:
+        """Append the oldest windows, in input order, as their batches finish, until ``keep`` remain."""
+        while len(self.windows) > keep:
+            window = self.windows.popleft()
+            results: dict[str, Any] = {}
+            for batch, future in window.batches:
+                for x, r in zip(batch, future.result()):
+                    results[x.id] = r
+            for x in window.items:
+                result = results[x.id]
+                if isinstance(result, Exception):
+                    self.fail(
+                        x.source, f"{x.source}: the codec failed on it ({type(result).__name__}: {result})."
+                    )
+                else:
+                    self._append(x, result)
+                self.pending_hashes.discard((x.sha256, x.channel))
+
+    def flush(self) -> None:
+        """Encode and append everything pending."""
+        self.submit()
+        self.drain(keep=0)
 
     def _encode_or_isolate(self, batch: list[_Pending]) -> list[Any]:
         """Codes per item; if the batch fails, each item alone, so one bad item costs only itself."""
@@ -551,21 +571,31 @@ def tokenize(
 
 
 def _loop(run: Tokenizer, files: list[InputFile], mine: list[int], options: TokenizeOptions) -> None:
-    """Read ahead in threads, encode in windows of pending audio (bounded memory, batchable lengths)."""
+    """Read ahead in workers; encode windows of pending audio (bounded memory, batchable lengths) on the
+    encoder threads while the next window is read, and append each window when it is done."""
     window_seconds = max(options.batch_seconds * 4, 1.0)
     bar = _progress(len(mine), options.quiet)
     started = time.perf_counter()
-    prepared_iter = _ordered_prefetch(run.prepare, [files[i] for i in mine], options.jobs)
-    for index, prepared in zip(mine, prepared_iter):
-        run.add(index, prepared)
-        if run.pending_seconds() >= window_seconds:
-            run.flush()
-        bar.update(1)
-        audio = run.seconds + run.pending_seconds()
-        bar.set_postfix_str(
-            f"{audio:.0f} s audio, {audio / max(time.perf_counter() - started, 1e-9):.0f} audio-s/s"
-        )
-    run.flush()
+    threads = encoder_threads(run.codec)
+    prepared_iter = read_ahead([files[i] for i in mine], run.read_options(), options.jobs)
+    torch_threads = torch.get_num_threads()
+    run.start_encoders(threads)
+    try:
+        for index, prepared in zip(mine, prepared_iter):
+            run.add(index, prepared)
+            if run.pending_seconds() >= window_seconds:
+                run.submit()
+                run.drain(keep=1)  # the window just submitted encodes while the next one is read
+            bar.update(1)
+            audio = run.seconds + run.pending_seconds()
+            bar.set_postfix_str(
+                f"{audio:.0f} s audio, {audio / max(time.perf_counter() - started, 1e-9):.0f} audio-s/s"
+            )
+        run.flush()
+    finally:
+        prepared_iter.close()
+        run.stop_encoders()
+        torch.set_num_threads(torch_threads)  # the encoder threads lowered the process-wide default
     bar.close()
 
 

@@ -20,6 +20,7 @@ from codec.audio import (
     NonFiniteAudioError,
     NotAudioError,
     SampleRateError,
+    iter_audio_blocks,
     iter_audio_files,
     load_audio,
     scan_inputs,
@@ -86,6 +87,16 @@ def test_resample_rate_and_length(tmp_path, write_tone):
     assert audio.wav.shape == (1, 8000)
     spectrum = np.abs(np.fft.rfft(audio.wav[0].numpy()))
     assert abs(np.argmax(spectrum) * 16000 / 8000 - 300.0) <= 2  # the tone survives at its frequency
+
+
+def test_shorter_than_one_sample_after_resampling(tmp_path):
+    path = tmp_path / "one.wav"
+    sf.write(path, np.full(1, 0.1, np.float32), 48000, subtype="FLOAT")
+    assert load_audio(path).wav.shape == (1, 1)  # kept at its own rate
+    with pytest.raises(EmptyAudioError, match="one.wav: is shorter than one sample at 16000 Hz"):
+        load_audio(path, target_sr=16000)
+    with pytest.raises(EmptyAudioError, match="one.wav: is shorter than one sample at 16000 Hz"):
+        list(iter_audio_blocks(path, 16000))
 
 
 def test_stereo_downmix_split_keep(tmp_path, write_tone):
