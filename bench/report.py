@@ -30,13 +30,16 @@ def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def update_section(title: str, body: str, path: Path = BENCHMARKS) -> None:
+def update_section(title: str, body: str, path: Path = BENCHMARKS, recorded: dict | None = None) -> None:
     """Replace (or append) the ``## title`` section of BENCHMARKS.md with ``body``, stamped with the
-    command, the machine and the date."""
+    command, the machine and the date: this process's, or ``recorded`` ones (keys command, machine,
+    date) for figures measured elsewhere, such as on a lent GPU machine."""
+    recorded = recorded or {}
+    now = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     stamp = (
         f"## {title}\n\n"
-        f"- command: `{command()}`\n- machine: {machine()}\n"
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}\n\n{body.strip()}\n\n"
+        f"- command: `{recorded.get('command', command())}`\n- machine: {recorded.get('machine', machine())}\n"
+        f"- date: {recorded.get('date', now)}\n\n{body.strip()}\n\n"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script in its command.\n\n"
     head = f"## {title}\n"

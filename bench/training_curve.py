@@ -23,6 +23,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/codec-default", help="training output folder")
     parser.add_argument("--title", default="Codec training curve", help="BENCHMARKS.md section title")
+    parser.add_argument(
+        "--note",
+        default="(for the shipped stage-1 run the corpus grew at steps 700 and 900: codec/weights/default/RECIPE.md).",
+        help="a line on the run's data",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rows = [json.loads(x) for x in (Path(args.run) / "history.jsonl").read_text().splitlines() if x.strip()]
@@ -32,8 +37,8 @@ def main() -> None:
     lines = [
         f"Run `{args.run}`: batch {config['train']['batch_size']} x {config['train']['segment_seconds']} s, "
         f"GAN from step {config['train']['gan_start_step']}, schedule {config['train']['steps']} steps.",
-        "Validation: 16 fixed 3 s segments from the valid split of the corpus the run had loaded (for the shipped",
-        "run the corpus grew at steps 700 and 900: codec/weights/default/RECIPE.md). Minutes are cumulative wall time.",
+        "Validation: 16 fixed 3 s segments from the valid split of the corpus the run had loaded",
+        args.note + " Minutes are cumulative wall time.",
         "",
         "| step | minutes | train mel | train stft | " + " | ".join(k.replace("valid/", "valid ") for k in valid_keys)
         + " | mean perplexity |",

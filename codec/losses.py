@@ -5,7 +5,9 @@ spectrogram discriminator with hinge adversarial and feature-matching losses.
 * STFT loss: spectral convergence + L1 of log magnitudes (Yamamoto et al. 2020, Parallel WaveGAN).
 * Discriminator: one small 2-D conv net per STFT resolution on the (log-compressed) complex
   spectrogram, real and imaginary parts as channels, so it also judges phase (MS-STFT discriminator of
-  EnCodec, Défossez et al. 2022, with fewer channels for CPU training).
+  EnCodec, Défossez et al. 2022, with fewer channels for CPU training); optionally also HiFi-GAN's
+  multi-period discriminator (Kong et al. 2020), which sees the waveform folded by a period and so
+  judges the periodic structure of voiced speech.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ class MultiResolutionMelLoss(nn.Module):
         self.mels = nn.ModuleList(
             [
                 torchaudio.transforms.MelSpectrogram(
-                    sample_rate=sample_rate, n_fft=w, hop_length=w // 4, n_mels=m, power=1.0, center=True, f_min=0.0
+                    sample_rate=sample_rate,
+                    n_fft=w,
+                    hop_length=w // 4,
+                    n_mels=m,
+                    power=1.0,
+                    center=True,
+                    f_min=0.0,
                 )
                 for w, m in zip(windows, n_mels)
             ]
@@ -82,7 +90,9 @@ class SpectrogramDiscriminator(nn.Module):
         self.out = nn.Conv2d(c, 1, (3, 3), padding=(1, 1))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        spec = torch.stft(wav, self.n_fft, self.n_fft // 4, window=self.window, return_complex=True)  # (B, F, T)
+        spec = torch.stft(
+            wav, self.n_fft, self.n_fft // 4, window=self.window, return_complex=True
+        )  # (B, F, T)
         # Compress magnitude (power 0.3) but keep phase: real/imag of |X|^0.3 e^{i angle X}.
         spec = spec * spec.abs().clamp(min=1e-6).pow(-0.7)
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2, T, F)
@@ -93,10 +103,43 @@ class SpectrogramDiscriminator(nn.Module):
         return self.out(x), features
 
 
-class MultiResolutionDiscriminator(nn.Module):
-    def __init__(self, windows: tuple[int, ...] = (256, 512, 1024), channels: int = 32):
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN period discriminator: the waveform folded to ``[B, 1, S/p, p]``, 2-D convs along time."""
+
+    def __init__(self, period: int, channels: int = 32):
         super().__init__()
-        self.discriminators = nn.ModuleList([SpectrogramDiscriminator(w, channels) for w in windows])
+        self.period = period
+        widths = [1, channels, channels * 2, channels * 4, channels * 4]
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(a, b, (5, 1), stride=(3, 1), padding=(2, 0)) for a, b in zip(widths[:-1], widths[1:])]
+        )
+        self.convs.append(nn.Conv2d(widths[-1], widths[-1], (5, 1), padding=(2, 0)))
+        self.out = nn.Conv2d(widths[-1], 1, (3, 1), padding=(1, 0))
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        B, S = wav.shape
+        pad = (-S) % self.period
+        x = F.pad(wav, (0, pad), mode="reflect") if pad else wav
+        x = x.view(B, 1, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            features.append(x)
+        return self.out(x), features
+
+
+class MultiResolutionDiscriminator(nn.Module):
+    """Complex-spectrogram discriminators at ``windows``, plus period discriminators at ``periods``
+    (none by default). The forward pass returns one (logits, feature maps) pair per sub-discriminator."""
+
+    def __init__(
+        self, windows: tuple[int, ...] = (256, 512, 1024), channels: int = 32, periods: tuple[int, ...] = ()
+    ):
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            [SpectrogramDiscriminator(w, channels) for w in windows]
+            + [PeriodDiscriminator(p, channels) for p in periods]
+        )
 
     def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         return [d(wav) for d in self.discriminators]
@@ -117,4 +160,4 @@ def generator_losses(real: list, fake: list) -> tuple[torch.Tensor, torch.Tensor
         adv = adv + F.relu(1 - f).mean()
         for a, b in zip(real_feats, fake_feats):
             fm = fm + F.l1_loss(b, a.detach()) / a.detach().abs().mean().clamp(min=1e-5)
-    return adv / len(real), fm / (len(real) * len(real[0][1]))
+    return adv / len(real), fm / sum(len(feats) for _, feats in real)

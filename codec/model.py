@@ -21,9 +21,11 @@ Exactness properties the tests check:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -58,6 +60,7 @@ class CodecConfig:
     quantizer_dropout: float = 0.5
     causal: bool = False
     quantizer: str = "factorized"  # or "vqpytorch" (vector-quantize-pytorch ResidualVQ; for comparison)
+    frontend: str = "logmag"  # encoder input: "logmag" (log |STFT|) or "phase" (log |STFT| + unit phasor)
 
     @property
     def frame_rate(self) -> float:
@@ -76,6 +79,27 @@ class CodecConfig:
         if unknown:
             raise ValueError(f"unknown codec config keys: {sorted(unknown)}; known keys: {sorted(known)}")
         return CodecConfig(**values)
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Full-precision float32 matmuls and convolutions (no TF32) inside the block, restored after.
+
+    Codes are argmin decisions: on an H100, TF32 changed 8-21% of the codes of the bundled examples
+    against the CPU, full fp32 0.04% (BENCHMARKS.md, "Codec on CUDA"). Encoding runs in full fp32 so a
+    store's codes do not depend on the GPU or on a global setting made elsewhere in the program."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=torch.backends.cudnn.benchmark,
+            deterministic=torch.backends.cudnn.deterministic,
+            allow_tf32=False,
+        ):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def frame_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -129,20 +153,28 @@ class STFTFrontend(nn.Module):
     Both pad with zeros, so an item alone and the same item zero-padded in a batch see the same input.
     """
 
-    def __init__(self, n_fft: int, hop: int, causal: bool):
+    def __init__(self, n_fft: int, hop: int, causal: bool, kind: str = "logmag"):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
+        if kind not in ("logmag", "phase"):
+            raise ValueError(f"unknown frontend {kind!r}; use 'logmag' or 'phase'")
+        self.n_fft, self.hop, self.kind = n_fft, hop, kind
         self.left = n_fft - hop if causal else (n_fft - hop) // 2
+        self.channels = (n_fft // 2 + 1) * (1 if kind == "logmag" else 3)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav ``[B, S]`` with ``S`` a multiple of hop -> log-magnitude ``[B, n_fft//2+1, S//hop]``."""
+        """wav ``[B, S]`` with ``S`` a multiple of hop -> ``[B, channels, S//hop]``: the log-magnitude
+        (``logmag``), followed by the real and imaginary parts of the unit phasor (``phase``)."""
         T = wav.shape[-1] // self.hop
         x = F.pad(wav, (self.left, self.n_fft - self.hop - self.left))
         spec = torch.stft(
             x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True
-        )  # (B, F, T)
-        return torch.log(spec.abs()[..., :T].clamp(min=1e-5))
+        )[..., :T]  # (B, F, T)
+        mag = spec.abs().clamp(min=1e-5)
+        if self.kind == "logmag":
+            return torch.log(mag)
+        phasor = spec / mag
+        return torch.cat([torch.log(mag), phasor.real, phasor.imag], dim=1)
 
 
 class ISTFTHead(nn.Module):
@@ -158,8 +190,12 @@ class ISTFTHead(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x ``[B, T, D]``, mask ``[B, 1, T]`` -> wav ``[B, T*hop]``. Frames past an item's end are
         silenced so they cannot overlap-add into its last valid samples."""
-        B, T, _ = x.shape
         log_mag, phase = self.out(x).float().chunk(2, dim=-1)  # (B, T, F) each
+        return self.synthesize(log_mag, phase, mask)
+
+    def synthesize(self, log_mag: torch.Tensor, phase: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Overlap-add frames of log-magnitude and phase ``[B, T, F]`` -> wav ``[B, T*hop]``."""
+        B, T, _ = log_mag.shape
         mag = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(mag, phase)  # (B, T, F) complex
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window  # (B, T, n_fft)
@@ -191,8 +227,8 @@ class CodecModel(nn.Module):
         c = self.config = config
         if c.n_fft % c.hop_length or c.n_fft < c.hop_length:
             raise ValueError("n_fft must be a multiple of hop_length")
-        self.frontend = STFTFrontend(c.n_fft, c.hop_length, c.causal)
-        self.encoder = Backbone(c.n_fft // 2 + 1, c.encoder_dim, c.encoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
+        self.frontend = STFTFrontend(c.n_fft, c.hop_length, c.causal, c.frontend)
+        self.encoder = Backbone(self.frontend.channels, c.encoder_dim, c.encoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
         self.to_latent = nn.Linear(c.encoder_dim, c.latent_dim)
         if c.quantizer == "factorized":
             self.quantizer = ResidualVectorQuantizer(
@@ -311,7 +347,8 @@ class AudiotokCodec:
         # Zero everything past each item's end so padding cannot leak into its codes.
         x = x * (torch.arange(x.shape[-1], device=device)[None] < lengths.to(device)[:, None])
         frames = torch.div(lengths + self.hop_length - 1, self.hop_length, rounding_mode="floor").clamp(min=1)
-        codes = self._encode_chunked(x, frames.to(device), k)
+        with full_fp32():
+            codes = self._encode_chunked(x, frames.to(device), k)
         codes = codes.masked_fill(~frame_mask(frames.to(device), codes.shape[-1]).bool(), PAD_CODE)
         return AudioTokens(codes.cpu(), frames.cpu(), self.frame_rate, self.codebook_size, self.codec_id)
 

@@ -43,7 +43,9 @@ class VectorQuantizer(nn.Module):
         entries = F.normalize(self.codebook.weight, dim=-1)  # (N, d)
         return (query @ entries.t()).argmax(dim=-1)  # (B, T)
 
-    def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """residual ``[B, T, D]`` -> (quantized ``[B, T, D]``, codes ``[B, T]``, commit loss ``[B]``,
         codebook loss ``[B]``). The straight-through estimator passes gradients to the encoder."""
         z_e = self.in_proj(residual)  # (B, T, d)
@@ -65,13 +67,15 @@ class VectorQuantizer(nn.Module):
         """Move entries idle for more than ``max_idle`` steps onto random rows of ``candidates``
         (``[N, d]`` projected residuals of this step). ``used``: bool ``[codebook_size]``. Returns the
         number of entries restarted."""
+        weight = self.codebook.weight
         self.idle_steps += 1
-        self.idle_steps[used] = 0
+        self.idle_steps[used.to(weight.device)] = 0
         dead = (self.idle_steps > max_idle).nonzero().flatten()
         if dead.numel() == 0 or candidates.shape[0] == 0:
             return 0
+        # The draw is on the CPU generator, so a run picks the same rows on any device.
         pick = torch.randint(0, candidates.shape[0], (dead.numel(),), generator=generator)
-        self.codebook.weight.data[dead] = candidates[pick].to(self.codebook.weight.dtype)
+        weight.data[dead] = candidates[pick.to(candidates.device)].to(weight.device, weight.dtype)
         self.idle_steps[dead] = 0
         return int(dead.numel())
 
@@ -152,7 +156,14 @@ class LibraryResidualVQ(nn.Module):
     benchmark (bench/quantizer_choice.py). Its quantizer dropout draws one stage count per batch,
     not per item."""
 
-    def __init__(self, input_dim: int, num_codebooks: int, codebook_size: int, codebook_dim: int, quantizer_dropout: float):
+    def __init__(
+        self,
+        input_dim: int,
+        num_codebooks: int,
+        codebook_size: int,
+        codebook_dim: int,
+        quantizer_dropout: float,
+    ):
         super().__init__()
         from vector_quantize_pytorch import ResidualVQ
 

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from codec.losses import (
     discriminator_loss,
     generator_losses,
 )
-from codec.model import CodecConfig, CodecModel, save_codec
+from codec.model import AudiotokCodec, CodecConfig, CodecModel, save_codec
 
 
 @dataclass
@@ -53,6 +54,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     gan_start_step: int = 2000
     disc_channels: int = 24
+    disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
+    init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
     lambda_mel: float = 15.0
     lambda_stft: float = 2.0
     lambda_adv: float = 1.0
@@ -92,21 +95,35 @@ class ClipBank:
     def __init__(self, data_dir: str | Path, split: str, sample_rate: int, kinds: dict[str, float]):
         import soundfile as sf
 
-        rows = [json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line]
+        rows = [
+            json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line
+        ]
         rows = [r for r in rows if r["split"] == split and r["kind"] in kinds]
         if not rows:
-            raise ValueError(f"{data_dir}/manifest.jsonl has no {split} clips of kinds {sorted(kinds)}; run `make data`")
-        self.clips: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-        for r in sorted(rows, key=lambda r: r["path"]):
-            wav, sr = sf.read(str(Path(data_dir) / r["path"]), dtype="int16", always_2d=True)
+            raise ValueError(
+                f"{data_dir}/manifest.jsonl has no {split} clips of kinds {sorted(kinds)}; run `make data`"
+            )
+
+        def read(row: dict) -> np.ndarray:
+            wav, sr = sf.read(str(Path(data_dir) / row["path"]), dtype="int16", always_2d=True)
             if sr != sample_rate:
-                raise ValueError(f"{r['path']} is {sr} Hz, the corpus should be {sample_rate} Hz; rebuild it")
-            self.clips[r["kind"]].append(wav.mean(axis=1).astype(np.int16))
+                raise ValueError(
+                    f"{row['path']} is {sr} Hz, the corpus should be {sample_rate} Hz; rebuild it"
+                )
+            return wav.mean(axis=1).astype(np.int16)
+
+        rows = sorted(rows, key=lambda r: r["path"])
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # libsndfile releases the GIL
+            wavs = list(pool.map(read, rows))
+        self.clips: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+        for r, wav in zip(rows, wavs):
+            self.clips[r["kind"]].append(wav)
         self.kinds = [k for k in kinds if self.clips[k]]
         total = sum(kinds[k] for k in self.kinds)
         self.kind_probs = np.array([kinds[k] / total for k in self.kinds])
         lengths = {k: np.array([len(c) for c in self.clips[k]], dtype=np.float64) for k in self.kinds}
-        self.clip_probs = {k: lengths[k] / lengths[k].sum() for k in self.kinds}  # longer clips drawn more often
+        # Longer clips are drawn more often.
+        self.clip_probs = {k: lengths[k] / lengths[k].sum() for k in self.kinds}
         self.seconds = {k: float(lengths[k].sum() / sample_rate) for k in self.kinds}
 
     def batch(self, batch_size: int, segment: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
@@ -142,8 +159,9 @@ class CodebookHealth:
 
     def update(self, codes: torch.Tensor) -> None:
         """codes ``[B, K, T]``."""
+        codes = codes.cpu()
         for k in range(codes.shape[1]):
-            self.counts[k] += torch.bincount(codes[:, k].flatten().cpu(), minlength=self.counts.shape[1])
+            self.counts[k] += torch.bincount(codes[:, k].flatten(), minlength=self.counts.shape[1])
 
     def summary(self) -> dict[str, list[float]]:
         p = self.counts.double() / self.counts.sum(dim=1, keepdim=True).clamp(min=1)
@@ -198,14 +216,20 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     )
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"model": asdict(model_cfg), "train": asdict(cfg)}, indent=2))
+        (out / "config.json").write_text(
+            json.dumps({"model": asdict(model_cfg), "train": asdict(cfg)}, indent=2)
+        )
     torch.manual_seed(cfg.seed)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no effect on CPU
+    torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes
     model = CodecModel(model_cfg)
-    disc = MultiResolutionDiscriminator(channels=cfg.disc_channels)
+    disc = MultiResolutionDiscriminator(channels=cfg.disc_channels, periods=tuple(cfg.disc_periods))
     mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
     stft_loss = MultiResolutionSTFTLoss()
     opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), cfg.lr_disc, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(
+        disc.parameters(), cfg.lr_disc, betas=(0.8, 0.99), weight_decay=cfg.weight_decay
+    )
 
     step = 0
     resume = latest_checkpoint(ckpt_dir)
@@ -217,15 +241,22 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
         accelerator.print(f"resumed from {resume} at step {step}")
+    elif cfg.init_from:
+        model.load_state_dict(initial_weights(cfg.init_from, model_cfg))
+        accelerator.print(f"initialised the codec from {cfg.init_from}")
 
-    model, disc, opt_g, opt_d, mel_loss, stft_loss = accelerator.prepare(model, disc, opt_g, opt_d, mel_loss, stft_loss)
+    model, disc, opt_g, opt_d, mel_loss, stft_loss = accelerator.prepare(
+        model, disc, opt_g, opt_d, mel_loss, stft_loss
+    )
     raw_model: CodecModel = accelerator.unwrap_model(model)
     bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights)
     valid_bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
     segment = int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
     valid_wav = valid_bank.batch(16, segment * 3, cfg.seed, step=0).to(accelerator.device)
     accelerator.init_trackers("codec")
-    accelerator.print(f"train audio (s): {bank.seconds}; params: {sum(p.numel() for p in raw_model.parameters()) / 1e6:.2f}M")
+    accelerator.print(
+        f"train audio (s): {bank.seconds}; params: {sum(p.numel() for p in raw_model.parameters()) / 1e6:.2f}M"
+    )
 
     health = CodebookHealth(model_cfg.num_codebooks, model_cfg.codebook_size)
     restarts = 0
@@ -243,7 +274,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             group["lr"] = cfg.lr * lr_factor(step, cfg)
         for group in opt_d.param_groups:
             group["lr"] = cfg.lr_disc * lr_factor(step, cfg)
-        wav = bank.batch(cfg.batch_size, segment, cfg.seed, step, accelerator.process_index).to(accelerator.device)
+        wav = bank.batch(cfg.batch_size, segment, cfg.seed, step, accelerator.process_index).to(
+            accelerator.device
+        )
         use_gan = step >= cfg.gan_start_step
 
         with accelerator.accumulate(model, disc):
@@ -282,7 +315,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         step += 1
 
         if step % cfg.log_every == 0 or step == stop_at:
-            logs = {f"train/{k}": float(v) for k, v in losses.items()}
+            logs = {f"train/{k}": float(v.detach()) for k, v in losses.items()}
             logs.update({"train/grad_norm": float(grad_norm), "train/lr": opt_g.param_groups[0]["lr"]})
             h = health.summary()
             for k, (ppl, used) in enumerate(zip(h["perplexity"], h["used"])):
@@ -297,7 +330,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             )
             if step % cfg.eval_every == 0 or step == stop_at:
                 logs.update(evaluate(raw_model, valid_wav, accelerator.unwrap_model(mel_loss)))
-                accelerator.print("  " + " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("valid/")))
+                accelerator.print(
+                    "  " + " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("valid/"))
+                )
             accelerator.log(logs, step=step)
             history.append({"step": step, "time_s": round(time_offset + time.time() - t0, 1), **logs})
             health.reset()
@@ -333,6 +368,18 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     return export
 
 
+def initial_weights(folder: str | Path, model_cfg: CodecConfig) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of an exported codec whose model config equals ``model_cfg``."""
+    start = AudiotokCodec.from_pretrained(folder)
+    if start.model.config != model_cfg:
+        ours, theirs = asdict(model_cfg), asdict(start.model.config)
+        diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
+        raise ValueError(
+            f"init_from {folder}: its model config differs from this run's (theirs, ours): {diff}"
+        )
+    return start.model.state_dict()
+
+
 def restart_dead_codes(
     model: CodecModel, latents: torch.Tensor, codes: torch.Tensor, cfg: TrainConfig, step: int
 ) -> int:
@@ -355,13 +402,18 @@ def restart_dead_codes(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the audiotok codec (run under `accelerate launch`).")
-    parser.add_argument("--config", required=True, help="YAML with model: and train: sections (configs/codec/*.yaml)")
+    parser.add_argument(
+        "--config", required=True, help="YAML with model: and train: sections (configs/codec/*.yaml)"
+    )
     parser.add_argument("--out", help="override train.out_dir (checkpoints, logs, export)")
     parser.add_argument("--data", help="override train.data_dir (a corpus built by `audiotok data build`)")
     parser.add_argument("--steps", type=int, help="override train.steps (the schedule length)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps without changing the schedule")
+    parser.add_argument(
+        "--max-steps", type=int, help="stop after this many steps without changing the schedule"
+    )
     parser.add_argument("--time-limit", type=float, help="override train.time_limit_minutes")
     parser.add_argument("--threads", type=int, help="override train.num_threads (torch intra-op threads)")
+    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     args = parser.parse_args(argv)
     model_cfg, cfg = load_config(args.config)
     if args.out:
@@ -372,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.steps = args.steps
     if args.threads:
         cfg.num_threads = args.threads
+    if args.batch_size:
+        cfg.batch_size = args.batch_size
     if args.time_limit is not None:
         cfg.time_limit_minutes = args.time_limit
     export = train(model_cfg, cfg, max_steps=args.max_steps)

@@ -8,17 +8,27 @@ from pathlib import Path
 import pytest
 import torch
 
+from codec.losses import MultiResolutionDiscriminator
 from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
 from codec.tokens import PAD_CODE, AudioTokens
-from codec.train import load_config
+from codec.train import initial_weights, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "codec").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "codec").rglob("*.yaml"))
 
 
 def tiny_config(**overrides) -> CodecConfig:
     values = dict(
-        n_fft=640, encoder_dim=32, encoder_layers=2, decoder_dim=32, decoder_layers=2, mlp_ratio=2,
-        kernel_size=5, latent_dim=32, num_codebooks=4, codebook_size=64, codebook_dim=4,
+        n_fft=640,
+        encoder_dim=32,
+        encoder_layers=2,
+        decoder_dim=32,
+        decoder_layers=2,
+        mlp_ratio=2,
+        kernel_size=5,
+        latent_dim=32,
+        num_codebooks=4,
+        codebook_size=64,
+        codebook_dim=4,
     )
     values.update(overrides)
     return CodecConfig(**values)
@@ -139,6 +149,13 @@ def test_every_codec_config_builds(path):
     out = model(wav)
     assert out.wav.shape == wav.shape
     assert train_cfg.batch_size > 0
+    disc = MultiResolutionDiscriminator(
+        channels=train_cfg.disc_channels, periods=tuple(train_cfg.disc_periods)
+    )
+    for logits, features in disc(torch.zeros(2, model_cfg.sample_rate // 4)):
+        assert logits.shape[0] == 2 and len(features) >= 4
+    if train_cfg.init_from:  # a fine-tuning config must match the export it starts from
+        model.load_state_dict(initial_weights(path.parents[2] / train_cfg.init_from, model_cfg))
 
 
 def test_unknown_config_keys_are_an_error(tmp_path):
@@ -151,3 +168,23 @@ def test_unknown_config_keys_are_an_error(tmp_path):
 def test_unknown_quantizer_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown quantizer"):
         CodecModel(tiny_config(quantizer="magic"))
+
+
+def test_encoding_runs_in_full_fp32_and_restores_the_settings(monkeypatch):
+    codec = AudiotokCodec(CodecModel(CodecConfig(encoder_dim=32, decoder_dim=32, encoder_layers=1, decoder_layers=1)))
+    seen = []
+    original = codec.model.encode_latents
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codec.model, "encode_latents", spy)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        codec.encode(torch.randn(1, 16000) * 0.1, 16000)
+        assert seen and all(flags == (False, False) for flags in seen)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -65,3 +66,33 @@ def test_codebook_health_perplexity():
     summary = health.summary()
     assert abs(summary["perplexity"][0] - 8.0) < 1e-6 and summary["perplexity"][1] == 1.0
     assert summary["used"] == [1.0, 0.125]
+
+
+def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(cfg, data_dir=str(corpus), steps=3, ckpt_every=3, log_every=1, eval_every=3)
+    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+
+    tuned = replace(cfg, init_from=str(start), gan_start_step=0, disc_periods=[2, 3], steps=2)
+    untouched = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "zero")), max_steps=0)
+    assert (Path(untouched) / "model.safetensors").read_bytes() == (
+        Path(start) / "model.safetensors"
+    ).read_bytes()
+
+    train(model_cfg, replace(tuned, out_dir=str(tmp_path / "tuned")))
+    history = [json.loads(x) for x in (tmp_path / "tuned" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
+
+
+def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(cfg, data_dir=str(corpus), steps=1, ckpt_every=1, log_every=1, eval_every=1)
+    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+    wider = replace(model_cfg, decoder_dim=model_cfg.decoder_dim * 2)
+    with pytest.raises(ValueError, match="decoder_dim"):
+        train(wider, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "wider")))

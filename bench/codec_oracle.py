@@ -1,0 +1,109 @@
+"""Which half of the iSTFT head limits speech quality: its magnitudes or its phases?
+
+    python bench/codec_oracle.py [--codec codec/weights/default] [--limit 20] [--num-codebooks 12]
+
+For test-split speech items (first ``--crop-seconds``), the decoder's predicted STFT (the head's
+magnitudes and phases on its own frames: n_fft, hop) is overlap-added four ways: as the codec does
+(predicted magnitude and phase); predicted magnitude with the input's true phase; true magnitude with
+the predicted phase; and true magnitude with true phase (a check of the synthesis: near-perfect).
+PESQ-WB and STOI of each against the input show how much each half costs. Writes the section "Codec
+diagnosis: magnitude vs phase" of BENCHMARKS.md (``--no-write`` prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import update_section  # noqa: E402
+from codec.model import AudiotokCodec, ISTFTHead  # noqa: E402
+from codec.tokens import resample  # noqa: E402
+from eval.metrics import pesq_wb, stoi  # noqa: E402
+
+WAYS = (
+    "codec (predicted magnitude and phase)",
+    "predicted magnitude, true phase",
+    "true magnitude, predicted phase",
+    "true magnitude, true phase",
+)
+
+
+def overlap_add(head: ISTFTHead, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``[1, T, F]`` magnitude and phase -> ``[1, T*hop]`` through the head's own synthesis."""
+    return head.synthesize(torch.log(mag.clamp(min=1e-12)), phase, torch.ones(1, 1, mag.shape[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--codec", default=str(ROOT / "codec" / "weights" / "default"))
+    parser.add_argument("--corpus", default="data/corpus")
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--crop-seconds", type=float, default=6.0)
+    parser.add_argument("--num-codebooks", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    codec = AudiotokCodec.from_pretrained(args.codec)
+    model, head = codec.model, codec.model.head
+    rows = [
+        json.loads(x) for x in (Path(args.corpus) / "manifest.jsonl").read_text().splitlines() if x.strip()
+    ]
+    rows = [r for r in rows if r["split"] == "test" and r["kind"] == "speech"]
+    rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
+    scores = {w: [] for w in WAYS}
+    for r in rows:
+        wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
+        x = resample(
+            torch.from_numpy(wav.mean(axis=1)[: int(args.crop_seconds * sr)])[None], sr, codec.sample_rate
+        )
+        x = x[:, : x.shape[-1] // head.hop * head.hop]
+        captured: list[torch.Tensor] = []
+        hook = head.out.register_forward_hook(lambda _m, _i, out, into=captured: into.append(out))
+        with torch.no_grad():
+            y = model(x, num_codebooks=args.num_codebooks).wav
+        hook.remove()
+        log_mag, phase = captured[0].float().chunk(2, dim=-1)
+        T = log_mag.shape[1]
+        padded = F.pad(x, (head.left, head.n_fft - head.hop - head.left))
+        true = torch.stft(padded, head.n_fft, head.hop, window=head.window, center=False, return_complex=True)
+        true = true[..., :T].transpose(1, 2)  # (1, T, F) on the head's frames
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        with torch.no_grad():
+            outs = [
+                y,
+                overlap_add(head, mag, true.angle()),
+                overlap_add(head, true.abs(), phase),
+                overlap_add(head, true.abs(), true.angle()),
+            ]
+        for way, out in zip(WAYS, outs):
+            ref, deg = x[0], out[0, : x.shape[-1]]
+            scores[way].append((pesq_wb(ref, deg), stoi(ref, deg)))
+    lines = [
+        f"Codec `{codec.codec_id}`, {args.num_codebooks} codebooks; {len(rows)} speech items of the `{args.corpus}` test split,"
+        f" first {args.crop_seconds:g} s each; the head's frames (n_fft {head.n_fft}, hop {head.hop}) overlap-added four ways. Means.",
+        "",
+        "| synthesis | PESQ-WB ↑ | STOI ↑ |",
+        "|---|---|---|",
+    ]
+    for way in WAYS:
+        p, s = np.nanmean(np.array(scores[way], dtype=float), axis=0)
+        lines.append(f"| {way} | {p:.2f} | {s:.3f} |")
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_write:
+        update_section("Codec diagnosis: magnitude vs phase", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fine-tune the shipped codec on a GPU machine inside a wall-time budget; results land in $OUT.
+#
+#   OUT=runs/gpu-out TRAIN_SECONDS=420 scripts/gpu_finetune.sh
+#
+# 1. A speed probe (PROBE_STEPS steps of the real configuration) measures seconds per step.
+# 2. The run's schedule length is set from it (--steps), so warm-up and cosine decay end inside
+#    TRAIN_SECONDS; train.time_limit_minutes (budget + 1 min) is only a backstop.
+# 3. $OUT receives the fp16 export (config.json, model.safetensors), history.jsonl, the logs and the
+#    discriminator in fp16 (disc.safetensors) so a later run can continue adversarial training, and
+#    cuda_check.json (bench/codec_cuda.py: CPU vs CUDA codes and decode, CUDA speed).
+# Data: a pack from scripts/pack_corpus.py (the machine cannot build the corpus).
+set -euo pipefail
+OUT=${OUT:-runs/gpu-out}
+TRAIN_SECONDS=${TRAIN_SECONDS:-420}
+PROBE_STEPS=${PROBE_STEPS:-20}
+CONFIG=${CONFIG:-configs/codec/gpu-finetune.yaml}
+DATA=${DATA:-.gpu/pack}
+RUN=${RUN:-/tmp/codec-gpu}
+EXTRA=${EXTRA:-}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+rm -rf /tmp/codec-probe "$RUN"
+python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
+
+# shellcheck disable=SC2086
+python3 -m codec.train --config "$CONFIG" --data "$DATA" --out /tmp/codec-probe --max-steps "$PROBE_STEPS" $EXTRA 2>&1 | tee "$OUT/probe.log"
+STEPS=$(python3 -c "
+import json
+rows = [json.loads(x) for x in open('/tmp/codec-probe/history.jsonl')]
+a, b = rows[-2], rows[-1]
+per_step = (b['time_s'] - a['time_s']) / (b['step'] - a['step'])
+print(max(50, int($TRAIN_SECONDS / per_step)))")
+LIMIT=$(python3 -c "print($TRAIN_SECONDS / 60 + 1)")
+echo "schedule: $STEPS steps in about $TRAIN_SECONDS s (backstop $LIMIT min)" | tee -a "$OUT/train.log"
+
+# shellcheck disable=SC2086
+python3 -m codec.train --config "$CONFIG" --data "$DATA" --out "$RUN" --steps "$STEPS" --time-limit "$LIMIT" $EXTRA 2>&1 | tee -a "$OUT/train.log"
+cp "$RUN/export/model.safetensors" "$RUN/export/config.json" "$RUN/history.jsonl" "$OUT/"
+python3 -c "
+import sys, torch
+from pathlib import Path
+from safetensors.torch import save_file
+ckpt = sorted(Path(sys.argv[1]).glob('checkpoints/step-*.pt'))[-1]
+disc = torch.load(ckpt, map_location='cpu', weights_only=True)['disc']
+save_file({k: v.half().contiguous() for k, v in disc.items()}, sys.argv[2])
+print('saved the discriminator of', ckpt)" "$RUN" "$OUT/disc.safetensors"
+# CUDA correctness and speed of the result (not fatal: the weights above are what matters).
+python3 bench/codec_cuda.py --codec "$RUN/export" --json "$OUT/cuda_check.json" >/dev/null 2>>"$OUT/train.log" || echo "cuda check failed"
+cat "$OUT/cuda_check.json" || true
+ls -la "$OUT"
