@@ -6,8 +6,8 @@ For test-split speech items (first ``--crop-seconds``), the decoder's predicted 
 magnitudes and phases on its own frames: n_fft, hop) is overlap-added four ways: as the codec does
 (predicted magnitude and phase); predicted magnitude with the input's true phase; true magnitude with
 the predicted phase; and true magnitude with true phase (a check of the synthesis: near-perfect).
-PESQ-WB and STOI of each against the input show how much each half costs. Writes the section "Codec
-diagnosis: magnitude vs phase" of BENCHMARKS.md (``--no-write`` prints only).
+PESQ-WB and STOI of each against the input show how much each half costs. Writes the section ``--title``
+("Codec diagnosis: magnitude vs phase") of BENCHMARKS.md (``--no-write`` prints only).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--crop-seconds", type=float, default=6.0)
     parser.add_argument("--num-codebooks", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--title", default="Codec diagnosis: magnitude vs phase", help="BENCHMARKS.md section")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,7 +103,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        update_section("Codec diagnosis: magnitude vs phase", body)
+        update_section(args.title, body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
 from codec.tokens import PAD_CODE, AudioTokens
 from codec.train import initial_weights, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "codec").rglob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "configs" / "codec").rglob("*.yaml"))
 
 
 def tiny_config(**overrides) -> CodecConfig:
@@ -155,7 +156,7 @@ def test_every_codec_config_builds(path):
     for logits, features in disc(torch.zeros(2, model_cfg.sample_rate // 4)):
         assert logits.shape[0] == 2 and len(features) >= 4
     if train_cfg.init_from:  # a fine-tuning config must match the export it starts from
-        model.load_state_dict(initial_weights(path.parents[2] / train_cfg.init_from, model_cfg))
+        model.load_state_dict(initial_weights(ROOT / train_cfg.init_from, model_cfg))
 
 
 def test_unknown_config_keys_are_an_error(tmp_path):
