@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_config
 
 from codec.losses import MultiResolutionDiscriminator
 from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
@@ -15,24 +16,6 @@ from codec.train import initial_weights, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "codec").rglob("*.yaml"))
-
-
-def tiny_config(**overrides) -> CodecConfig:
-    values = dict(
-        n_fft=640,
-        encoder_dim=32,
-        encoder_layers=2,
-        decoder_dim=32,
-        decoder_layers=2,
-        mlp_ratio=2,
-        kernel_size=5,
-        latent_dim=32,
-        num_codebooks=4,
-        codebook_size=64,
-        codebook_dim=4,
-    )
-    values.update(overrides)
-    return CodecConfig(**values)
 
 
 def tiny_codec(seed: int = 0, chunk_seconds: float = 30.0, **overrides) -> AudiotokCodec:

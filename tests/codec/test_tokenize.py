@@ -15,11 +15,12 @@ import pytest
 import soundfile as sf
 import torch
 from bad_inputs import make_corpus
+from tiny import tiny_config
 
 import codec.cli as cli
 import codec.tokenize as tokenize_module
 from codec.audio import StreamResampler, iter_audio_blocks, load_audio, resample_audio, scan_inputs
-from codec.model import AudiotokCodec, CodecConfig, CodecModel
+from codec.model import AudiotokCodec, CodecModel
 from codec.store import TokenStore
 from codec.tokenize import (
     ChunkedStreamEncoder,
@@ -33,22 +34,8 @@ from codec.tokenize import (
 
 
 def tiny_codec(chunk_seconds: float = 30.0, seed: int = 0, **overrides) -> AudiotokCodec:
-    values = dict(
-        n_fft=640,
-        encoder_dim=32,
-        encoder_layers=2,
-        decoder_dim=32,
-        decoder_layers=2,
-        mlp_ratio=2,
-        kernel_size=5,
-        latent_dim=32,
-        num_codebooks=4,
-        codebook_size=64,
-        codebook_dim=4,
-    )
-    values.update(overrides)
     torch.manual_seed(seed)
-    return AudiotokCodec(CodecModel(CodecConfig(**values)), chunk_seconds=chunk_seconds)
+    return AudiotokCodec(CodecModel(tiny_config(**overrides)), chunk_seconds=chunk_seconds)
 
 
 @pytest.fixture(scope="module")
