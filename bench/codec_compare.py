@@ -29,6 +29,13 @@ from codec.tokens import resample  # noqa: E402
 from eval.metrics import mel_distance, pesq_wb, stoi  # noqa: E402
 
 
+def test_rows(corpus: str | Path, kind: str, limit: int) -> list[dict]:
+    """Every n-th manifest row of ``kind`` in the test split, at most ``limit`` (deterministic)."""
+    rows = [json.loads(x) for x in (Path(corpus) / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if r["split"] == "test" and r["kind"] == kind]
+    return rows[:: max(1, len(rows) // limit)][:limit]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("codecs", nargs="+", help="codec folders (config.json + model.safetensors)")
@@ -43,11 +50,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [
-        json.loads(x) for x in (Path(args.corpus) / "manifest.jsonl").read_text().splitlines() if x.strip()
-    ]
-    rows = [r for r in rows if r["split"] == "test" and r["kind"] == args.kind]
-    rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
+    rows = test_rows(args.corpus, args.kind, args.limit)
     speech = args.kind == "speech"
     lines = [args.note, ""] if args.note else []
     lines += [

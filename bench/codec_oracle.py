@@ -13,7 +13,6 @@ PESQ-WB and STOI of each against the input show how much each half costs. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.codec_compare import test_rows  # noqa: E402
 from bench.report import update_section  # noqa: E402
 from codec.model import AudiotokCodec, ISTFTHead  # noqa: E402
 from codec.tokens import resample  # noqa: E402
@@ -57,11 +57,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     codec = AudiotokCodec.from_pretrained(args.codec)
     model, head = codec.model, codec.model.head
-    rows = [
-        json.loads(x) for x in (Path(args.corpus) / "manifest.jsonl").read_text().splitlines() if x.strip()
-    ]
-    rows = [r for r in rows if r["split"] == "test" and r["kind"] == "speech"]
-    rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
+    rows = test_rows(args.corpus, "speech", args.limit)
     scores = {w: [] for w in WAYS}
     for r in rows:
         wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
