@@ -3,6 +3,17 @@ spectrogram discriminator with hinge adversarial and feature-matching losses.
 
 * Mel loss: L1 between log10 mel magnitudes at several window sizes (DAC's multi-scale mel loss).
 * STFT loss: spectral convergence + L1 of log magnitudes (Yamamoto et al. 2020, Parallel WaveGAN).
+* Complex loss (optional): MSE between power-law compressed complex spectra ``|X|^0.3 e^{i angle X}``
+  (Braun & Tashev 2021, "A consolidated view of loss functions for supervised deep learning-based
+  speech enhancement"). The other two losses see magnitudes only; this one also rewards the right phase.
+  It also asks for the absolute phase (polarity included), which an encoder of log magnitudes cannot
+  know; fine-tuning the shipped codec with it pulled the train mel distance from 0.2 to 0.5 in 250 steps
+  (configs/codec/cpu-refine-stage5-complex.yaml).
+* Phase-derivative loss (optional): the group delay (phase step along frequency) and instantaneous
+  frequency (phase step along time) of the prediction against the target's, as ``|u - v|^2`` of unit
+  phasors, i.e. ``2 - 2 cos`` of the wrapped difference (the anti-wrapping losses of APNet, Ai & Ling
+  2023, in a form with bounded gradients), weighted by the target's compressed magnitude. Unlike the
+  complex loss it does not care about polarity or a constant phase offset, only phase coherence.
 * Discriminator: one small 2-D conv net per STFT resolution on the (log-compressed) complex
   spectrogram, real and imaginary parts as channels, so it also judges phase (MS-STFT discriminator of
   EnCodec, Défossez et al. 2022, with fewer channels for CPU training); optionally also HiFi-GAN's
@@ -67,6 +78,58 @@ class MultiResolutionSTFTLoss(nn.Module):
             convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
             log_mag = F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
             loss = loss + convergence + log_mag
+        return loss / len(self.windows)
+
+
+class MultiResolutionComplexLoss(nn.Module):
+    """MSE of power-law compressed complex STFTs, averaged over window sizes."""
+
+    def __init__(self, windows: tuple[int, ...] = (256, 512, 1024), power: float = 0.3):
+        super().__init__()
+        self.windows, self.power = tuple(windows), power
+        for w in self.windows:
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def compress(self, spec: torch.Tensor) -> torch.Tensor:
+        # |X|^p e^{i angle X}; the floor (|X| >= 1e-3) keeps the gradient finite in silent bins.
+        mag = (spec.real.square() + spec.imag.square() + 1e-6).sqrt()
+        return spec * mag.pow(self.power - 1.0)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = pred.new_zeros(())
+        for w in self.windows:
+            window = getattr(self, f"window_{w}")
+            p = self.compress(torch.stft(pred, w, w // 4, window=window, return_complex=True))
+            t = self.compress(torch.stft(target, w, w // 4, window=window, return_complex=True))
+            loss = loss + (p - t).abs().pow(2).mean()
+        return loss / len(self.windows)
+
+
+class MultiResolutionPhaseDerivativeLoss(nn.Module):
+    """Group-delay + instantaneous-frequency distance, magnitude-weighted, averaged over window sizes."""
+
+    def __init__(self, windows: tuple[int, ...] = (512, 1024), power: float = 0.3, eps: float = 1e-6):
+        super().__init__()
+        self.windows, self.power, self.eps = tuple(windows), power, eps
+        for w in self.windows:
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def _step_distance(self, p: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+        n = p.shape[dim]
+        p_step = p.narrow(dim, 1, n - 1) * p.narrow(dim, 0, n - 1).conj()  # phase step as a phasor
+        t_step = t.narrow(dim, 1, n - 1) * t.narrow(dim, 0, n - 1).conj()
+        u = p_step / (p_step.abs() + self.eps)
+        v = t_step / (t_step.abs() + self.eps)
+        weight = t_step.abs().pow(self.power)
+        return ((u - v).abs().square() * weight).sum() / weight.sum().clamp(min=1e-8)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = pred.new_zeros(())
+        for w in self.windows:
+            window = getattr(self, f"window_{w}")
+            p = torch.stft(pred, w, w // 4, window=window, return_complex=True)  # (B, F, T)
+            t = torch.stft(target, w, w // 4, window=window, return_complex=True)
+            loss = loss + self._step_distance(p, t, 1) + self._step_distance(p, t, 2)
         return loss / len(self.windows)
 
 

@@ -143,9 +143,14 @@ def as_batch(wav: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Band-limited resampling along the last axis (torchaudio's windowed sinc)."""
+    """Band-limited resampling along the last axis of ``[..., S]`` with soxr, the resampler that
+    `codec.audio` uses for files, so ``codec.encode(wav, sr)`` and ``audiotok tokenize`` give the same
+    codes for the same samples. Keeps dtype and device; not differentiable."""
     if orig_sr == new_sr:
         return wav
-    import torchaudio.functional as AF
+    from codec.audio import resample_audio
 
-    return AF.resample(wav, orig_sr, new_sr)
+    lead, n = wav.shape[:-1], wav.shape[-1]
+    frames = wav.detach().reshape(-1, n).t().to("cpu", torch.float32).numpy()  # (S, N): soxr's layout
+    out = torch.from_numpy(resample_audio(frames, orig_sr, new_sr).T.copy())
+    return out.reshape(*lead, out.shape[-1]).to(wav.device, wav.dtype)

@@ -31,8 +31,10 @@ import torch
 import yaml
 
 from codec.losses import (
+    MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
     MultiResolutionMelLoss,
+    MultiResolutionPhaseDerivativeLoss,
     MultiResolutionSTFTLoss,
     discriminator_loss,
     generator_losses,
@@ -58,6 +60,10 @@ class TrainConfig:
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
     lambda_mel: float = 15.0
     lambda_stft: float = 2.0
+    lambda_complex: float = 0.0  # compressed complex-spectrum MSE (phase-aware); 0 = off
+    complex_windows: list = field(default_factory=lambda: [256, 512, 1024])
+    lambda_phase: float = 0.0  # group-delay + instantaneous-frequency loss (phase coherence); 0 = off
+    phase_windows: list = field(default_factory=lambda: [512, 1024])
     lambda_adv: float = 1.0
     lambda_fm: float = 2.0
     lambda_commit: float = 0.25
@@ -226,6 +232,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     disc = MultiResolutionDiscriminator(channels=cfg.disc_channels, periods=tuple(cfg.disc_periods))
     mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
     stft_loss = MultiResolutionSTFTLoss()
+    complex_loss = MultiResolutionComplexLoss(tuple(cfg.complex_windows)).to(accelerator.device)
+    phase_loss = MultiResolutionPhaseDerivativeLoss(tuple(cfg.phase_windows)).to(accelerator.device)
     opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(
         disc.parameters(), cfg.lr_disc, betas=(0.8, 0.99), weight_decay=cfg.weight_decay
@@ -294,11 +302,17 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
                 "commit": result.rvq.commit_loss,
                 "codebook": result.rvq.codebook_loss,
             }
+            if cfg.lambda_complex:
+                losses["complex"] = complex_loss(rec, wav)
+            if cfg.lambda_phase:
+                losses["phase"] = phase_loss(rec, wav)
             total = (
                 cfg.lambda_mel * losses["mel"]
                 + cfg.lambda_stft * losses["stft"]
                 + cfg.lambda_commit * losses["commit"]
                 + cfg.lambda_codebook * losses["codebook"]
+                + cfg.lambda_complex * losses.get("complex", 0.0)
+                + cfg.lambda_phase * losses.get("phase", 0.0)
             )
             if use_gan:
                 adv, fm = generator_losses(disc(wav), disc(rec))

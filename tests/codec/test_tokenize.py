@@ -199,12 +199,13 @@ def test_encoder_threads_equal_the_naive_loop(tmp_path, monkeypatch):
     codec = tiny_codec(chunk_seconds=0.4)  # items longer than a chunk too
     root = _corpus(tmp_path / "in", n=9)
     sf.write(root / "st44.flac", np.stack([signal(1.1, 44100, seed=7), signal(1.1, 44100, seed=8)], 1), 44100)
+    sf.write(root / "mono44.wav", signal(0.9, 44100, seed=9), 44100, subtype="FLOAT")
     files = scan_inputs([str(root)]).files
     torch_threads = torch.get_num_threads()
     for threads, jobs in ((1, 0), (3, 2)):
         monkeypatch.setattr(tokenize_module, "encoder_threads", lambda codec, n=threads: n)
         options = TokenizeOptions(jobs=jobs, quiet=True, batch_seconds=0.5)
-        assert tokenize(files, tmp_path / f"e{threads}", codec, options).stored == len(files) == 12
+        assert tokenize(files, tmp_path / f"e{threads}", codec, options).stored == len(files) == 13
         assert torch.get_num_threads() == torch_threads  # the encoder threads' setting does not leak
     assert store_items_equal(tmp_path / "e1", tmp_path / "e3") == []
     with TokenStore.open(tmp_path / "e3") as s:
@@ -212,6 +213,9 @@ def test_encoder_threads_equal_the_naive_loop(tmp_path, monkeypatch):
         for f in files:
             expected = codec.encode(load_audio(f.path, 16000).wav, 16000).item(0).numpy()
             assert np.array_equal(s.read(ids[f.relpath]), expected), f.relpath
+        # The same samples given to codec.encode at their own rate: one resampler, the same codes.
+        raw, sr = sf.read(root / "mono44.wav", dtype="float32")
+        assert np.array_equal(s.read(ids["mono44.wav"]), codec.encode(torch.from_numpy(raw), sr).item(0).numpy())
 
 
 def test_list_files(tmp_path, codec_dir, capsys):

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from codec.losses import MultiResolutionComplexLoss, MultiResolutionPhaseDerivativeLoss, MultiResolutionSTFTLoss
 from codec.model import AudiotokCodec
 from codec.train import ClipBank, CodebookHealth, load_config, train
 
@@ -59,6 +60,38 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not list((tmp_path / "resumed" / "checkpoints").glob("*.tmp"))
 
 
+def test_complex_loss_sees_the_phase_that_the_magnitude_loss_does_not():
+    torch.manual_seed(0)
+    t = torch.arange(16000) / 16000
+    x = (0.3 * torch.sin(2 * torch.pi * (200 + 400 * t) * t) + 0.02 * torch.randn(16000))[None]
+    complex_loss, stft_loss = MultiResolutionComplexLoss(), MultiResolutionSTFTLoss()
+    assert float(complex_loss(x, x)) == 0.0
+    # A polarity flip keeps every magnitude: the STFT loss cannot see it, the complex loss sees 4x silence's.
+    assert float(stft_loss(-x, x)) < 1e-4
+    silence = float(complex_loss(torch.zeros_like(x), x))
+    assert abs(float(complex_loss(-x, x)) / silence - 4.0) < 1e-3
+    # Silent bins give finite gradients (the compression floor).
+    pred = torch.zeros_like(x, requires_grad=True)
+    complex_loss(pred, torch.zeros_like(x)).backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_phase_derivative_loss_sees_coherence_but_not_polarity():
+    torch.manual_seed(0)
+    t = torch.arange(16000) / 16000
+    x = (0.3 * torch.sin(2 * torch.pi * (200 + 400 * t) * t) + 0.02 * torch.randn(16000))[None]
+    loss = MultiResolutionPhaseDerivativeLoss()
+    assert float(loss(x, x)) == 0.0 and float(loss(-x, x)) < 1e-6  # phase steps only: polarity is free
+    # Noise with the same magnitudes everywhere would still be incoherent: shuffle the phases.
+    spec = torch.stft(x, 512, 128, window=torch.hann_window(512), return_complex=True)
+    scrambled = torch.polar(spec.abs(), 2 * torch.pi * torch.rand(spec.shape))
+    y = torch.istft(scrambled, 512, 128, window=torch.hann_window(512), length=x.shape[-1])
+    assert float(loss(y, x)) > 1.0 > 10 * float(loss(torch.roll(x, 1, -1), x))  # a 1-sample shift costs little
+    pred = torch.zeros_like(x, requires_grad=True)
+    loss(pred, x).backward()
+    assert torch.isfinite(pred.grad).all()
+
+
 def test_codebook_health_perplexity():
     health = CodebookHealth(2, 8)
     codes = torch.stack([torch.arange(8).repeat(4), torch.zeros(32, dtype=torch.long)])[None]  # (1, 2, 32)
@@ -75,7 +108,7 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     cfg = replace(cfg, data_dir=str(corpus), steps=3, ckpt_every=3, log_every=1, eval_every=3)
     start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
 
-    tuned = replace(cfg, init_from=str(start), gan_start_step=0, disc_periods=[2, 3], steps=2)
+    tuned = replace(cfg, init_from=str(start), gan_start_step=0, disc_periods=[2, 3], steps=2, lambda_complex=1.0, lambda_phase=1.0)
     untouched = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "zero")), max_steps=0)
     assert (Path(untouched) / "model.safetensors").read_bytes() == (
         Path(start) / "model.safetensors"
@@ -85,6 +118,7 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     history = [json.loads(x) for x in (tmp_path / "tuned" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
+    assert all(np.isfinite(h[f"train/{k}"]) and h[f"train/{k}"] > 0 for h in history for k in ("complex", "phase"))
 
 
 def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
