@@ -75,7 +75,9 @@ class AudioTokens:
         """The first ``k`` codebooks (a lower bitrate of the same encoding)."""
         if not 1 <= k <= self.num_codebooks:
             raise ValueError(f"num_codebooks must be in [1, {self.num_codebooks}], got {k}")
-        return AudioTokens(self.codes[:, :k], self.lengths, self.frame_rate, self.codebook_size, self.codec_id)
+        return AudioTokens(
+            self.codes[:, :k], self.lengths, self.frame_rate, self.codebook_size, self.codec_id
+        )
 
     @staticmethod
     def from_items(

@@ -215,7 +215,9 @@ def test_encoder_threads_equal_the_naive_loop(tmp_path, monkeypatch):
             assert np.array_equal(s.read(ids[f.relpath]), expected), f.relpath
         # The same samples given to codec.encode at their own rate: one resampler, the same codes.
         raw, sr = sf.read(root / "mono44.wav", dtype="float32")
-        assert np.array_equal(s.read(ids["mono44.wav"]), codec.encode(torch.from_numpy(raw), sr).item(0).numpy())
+        assert np.array_equal(
+            s.read(ids["mono44.wav"]), codec.encode(torch.from_numpy(raw), sr).item(0).numpy()
+        )
 
 
 def test_list_files(tmp_path, codec_dir, capsys):

@@ -11,7 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.losses import MultiResolutionComplexLoss, MultiResolutionPhaseDerivativeLoss, MultiResolutionSTFTLoss
+from codec.losses import (
+    MultiResolutionComplexLoss,
+    MultiResolutionPhaseDerivativeLoss,
+    MultiResolutionSTFTLoss,
+)
 from codec.model import AudiotokCodec
 from codec.train import ClipBank, CodebookHealth, load_config, train
 
@@ -86,7 +90,9 @@ def test_phase_derivative_loss_sees_coherence_but_not_polarity():
     spec = torch.stft(x, 512, 128, window=torch.hann_window(512), return_complex=True)
     scrambled = torch.polar(spec.abs(), 2 * torch.pi * torch.rand(spec.shape))
     y = torch.istft(scrambled, 512, 128, window=torch.hann_window(512), length=x.shape[-1])
-    assert float(loss(y, x)) > 1.0 > 10 * float(loss(torch.roll(x, 1, -1), x))  # a 1-sample shift costs little
+    assert (
+        float(loss(y, x)) > 1.0 > 10 * float(loss(torch.roll(x, 1, -1), x))
+    )  # a 1-sample shift costs little
     pred = torch.zeros_like(x, requires_grad=True)
     loss(pred, x).backward()
     assert torch.isfinite(pred.grad).all()
@@ -108,7 +114,15 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     cfg = replace(cfg, data_dir=str(corpus), steps=3, ckpt_every=3, log_every=1, eval_every=3)
     start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
 
-    tuned = replace(cfg, init_from=str(start), gan_start_step=0, disc_periods=[2, 3], steps=2, lambda_complex=1.0, lambda_phase=1.0)
+    tuned = replace(
+        cfg,
+        init_from=str(start),
+        gan_start_step=0,
+        disc_periods=[2, 3],
+        steps=2,
+        lambda_complex=1.0,
+        lambda_phase=1.0,
+    )
     untouched = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "zero")), max_steps=0)
     assert (Path(untouched) / "model.safetensors").read_bytes() == (
         Path(start) / "model.safetensors"
@@ -118,7 +132,9 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     history = [json.loads(x) for x in (tmp_path / "tuned" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
-    assert all(np.isfinite(h[f"train/{k}"]) and h[f"train/{k}"] > 0 for h in history for k in ("complex", "phase"))
+    assert all(
+        np.isfinite(h[f"train/{k}"]) and h[f"train/{k}"] > 0 for h in history for k in ("complex", "phase")
+    )
 
 
 def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
