@@ -5,7 +5,10 @@
 
 Items: every n-th test item of the kind (deterministic), first ``--crop-seconds`` of each; each codec
 reconstructs through its training forward pass (encode, quantize with the first k codebooks, decode).
-Metrics from eval/metrics.py: mel distance for every kind, PESQ-WB and STOI for speech; means.
+Metrics from eval/metrics.py: mel distance for every kind, PESQ-WB and STOI for speech; means. Two
+diagnostics for every kind: the level (output RMS / input RMS) and the phase-derivative distance of
+codec/losses.py (group delay and instantaneous frequency against the input's; 0 is coherent, about 2.7
+is noise).
 Writes the section ``--title`` of BENCHMARKS.md (``--no-write`` prints only).
 """
 
@@ -24,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
+from codec.losses import MultiResolutionPhaseDerivativeLoss  # noqa: E402
 from codec.model import AudiotokCodec  # noqa: E402
 from codec.tokens import resample  # noqa: E402
 from eval.metrics import mel_distance, pesq_wb, stoi  # noqa: E402
@@ -56,9 +60,12 @@ def main() -> None:
     lines += [
         f"{len(rows)} {args.kind} items of the `{args.corpus}` test split, first {args.crop_seconds:g} s each; means.",
         "",
-        "| codec | k | mel distance ↓ |" + (" PESQ-WB ↑ | STOI ↑ |" if speech else ""),
-        "|---|---|---|" + ("---|---|" if speech else ""),
+        "| codec | k | mel distance ↓ |"
+        + (" PESQ-WB ↑ | STOI ↑ |" if speech else "")
+        + " level (RMS out/in) | phase-derivative distance ↓ |",
+        "|---|---|---|" + ("---|---|" if speech else "") + "---|---|",
     ]
+    phase_distance = MultiResolutionPhaseDerivativeLoss()
     for folder in args.codecs:
         codec = AudiotokCodec.from_pretrained(folder)
         for k in (int(x) for x in args.num_codebooks.split(",")):
@@ -72,6 +79,8 @@ def main() -> None:
                 s = [mel_distance(x, y, codec.sample_rate)]
                 if speech:
                     s += [pesq_wb(x, y), stoi(x, y)]
+                s += [float(y.square().mean().sqrt() / x.square().mean().sqrt().clamp(min=1e-8))]
+                s += [float(phase_distance(y[None], x[None]))]
                 scores.append(s)
             m = np.nanmean(np.array(scores, dtype=float), axis=0)
             lines.append(

@@ -3,7 +3,8 @@
     python -m codec.export runs/codec-default --out codec/weights/default
 
 Takes the newest ``checkpoints/step-*.pt`` of a run (loaded with ``weights_only=True``), and records
-the run's config, the step, the command that made it and the corpus summary in ``config.json``.
+the run's config, the step, the command that made it and the corpus summary in ``config.json``. A
+fine-tuning run's export lists every stage that made it (``stages``: the start's, then this run's).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 import torch
 
 from codec.model import CodecConfig, CodecModel, save_codec
-from codec.train import latest_checkpoint
+from codec.train import latest_checkpoint, stage_record
 
 
-def export_run(run_dir: str | Path, out: str | Path, name: str = "audiotok", checkpoint: str | None = None) -> Path:
+def export_run(
+    run_dir: str | Path, out: str | Path, name: str = "audiotok", checkpoint: str | None = None
+) -> Path:
     run_dir = Path(run_dir)
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or not ckpt.is_file():
@@ -27,19 +30,25 @@ def export_run(run_dir: str | Path, out: str | Path, name: str = "audiotok", che
     model = CodecModel(CodecConfig.from_dict(run_config["model"]))
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    extra = {"trained_steps": int(state["step"]), "train": run_config["train"], "checkpoint": ckpt.name}
+    step = int(state["step"])
+    extra = stage_record(run_dir, step, run_config["train"], run_config.get("device", "unrecorded"))
+    extra["checkpoint"] = ckpt.name
     corpus_hours = Path(run_config["train"]["data_dir"]) / "hours.json"
     if corpus_hours.is_file():
         extra["corpus_hours"] = json.loads(corpus_hours.read_text())
     save_codec(model, out, name=name, extra=extra)
-    write_recipe(Path(out), run_dir, run_config, int(state["step"]), extra.get("corpus_hours"))
+    write_recipe(Path(out), run_dir, run_config, step, extra.get("corpus_hours"))
     return Path(out)
 
 
 def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None) -> None:
     """RECIPE.md beside the weights: the commands, data and final validation figures that made them."""
     history_file = run_dir / "history.jsonl"
-    rows = [json.loads(x) for x in history_file.read_text().splitlines() if x.strip()] if history_file.is_file() else []
+    rows = (
+        [json.loads(x) for x in history_file.read_text().splitlines() if x.strip()]
+        if history_file.is_file()
+        else []
+    )
     rows = [r for r in rows if r["step"] <= step]
     last_valid = next((r for r in reversed(rows) if any(k.startswith("valid/") for k in r)), None)
     last = rows[-1] if rows else {}
@@ -58,7 +67,9 @@ def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_h
         "- weights: fp16 safetensors; `config.json` holds the model config and the full training config",
     ]
     if last_valid:
-        valid = ", ".join(f"{k.split('_k')[1]} codebooks {v:.3f}" for k, v in last_valid.items() if k.startswith("valid/"))
+        valid = ", ".join(
+            f"{k.split('_k')[1]} codebooks {v:.3f}" for k, v in last_valid.items() if k.startswith("valid/")
+        )
         lines.append(f"- validation multi-resolution log-mel L1 at step {last_valid['step']}: {valid}")
     ppl = [round(v) for k, v in last.items() if k.startswith("codebook/perplexity_")]
     if ppl:
@@ -68,7 +79,9 @@ def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_h
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export a codec training run as fp16 safetensors + config.json.")
+    parser = argparse.ArgumentParser(
+        description="Export a codec training run as fp16 safetensors + config.json."
+    )
     parser.add_argument("run", help="training output folder (holds config.json and checkpoints/)")
     parser.add_argument("--out", required=True, help="folder to write (e.g. codec/weights/default)")
     parser.add_argument("--checkpoint", help="a specific checkpoint file instead of the newest")

@@ -222,9 +222,12 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     )
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(
-            json.dumps({"model": asdict(model_cfg), "train": asdict(cfg)}, indent=2)
-        )
+        run_config = {
+            "model": asdict(model_cfg),
+            "train": asdict(cfg),
+            "device": describe_device(accelerator.device),
+        }
+        (out / "config.json").write_text(json.dumps(run_config, indent=2))
     torch.manual_seed(cfg.seed)
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no effect on CPU
     torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes
@@ -251,6 +254,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         accelerator.print(f"resumed from {resume} at step {step}")
     elif cfg.init_from:
         model.load_state_dict(initial_weights(cfg.init_from, model_cfg))
+        if accelerator.is_main_process:  # the stages before this run, kept here in case init_from changes
+            (out / LINEAGE).write_text(json.dumps(prior_stages(cfg.init_from), indent=2) + "\n")
         accelerator.print(f"initialised the codec from {cfg.init_from}")
 
     model, disc, opt_g, opt_d, mel_loss, stft_loss = accelerator.prepare(
@@ -378,8 +383,43 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     accelerator.end_training()
     export = out / "export"
     if accelerator.is_main_process:
-        save_codec(raw_model, export, extra={"trained_steps": step, "train": asdict(cfg)})
+        save_codec(
+            raw_model, export, extra=stage_record(out, step, asdict(cfg), describe_device(accelerator.device))
+        )
     return export
+
+
+LINEAGE = "lineage.json"
+
+
+def describe_device(device: torch.device) -> str:
+    version = torch.__version__.split("+")[0]
+    if device.type == "cuda":
+        return f"1x {torch.cuda.get_device_name(device)} (torch {version})"
+    return f"{os.cpu_count()}-core CPU (torch {version})"
+
+
+def prior_stages(folder: str | Path) -> list[dict]:
+    """The training stages that made an exported codec: its ``stages``, or one stage from its
+    ``trained_steps`` and ``train`` for an export of a single run."""
+    meta = json.loads((Path(folder) / "config.json").read_text())
+    if "stages" in meta:
+        return meta["stages"]
+    if "trained_steps" in meta:
+        return [{"steps": meta["trained_steps"], "device": "unrecorded", "train": meta.get("train", {})}]
+    return []
+
+
+def stage_record(run_dir: str | Path, step: int, train_cfg: dict, device: str) -> dict:
+    """``config.json`` fields for an export of ``run_dir`` at ``step``. A fine-tuning run (one that
+    started from ``init_from``) appends itself to the stages of its start, and ``trained_steps`` counts
+    them all, so a shipped codec records every stage that made it."""
+    lineage = Path(run_dir) / LINEAGE
+    stages = json.loads(lineage.read_text()) if lineage.is_file() else []
+    if not stages:
+        return {"trained_steps": step, "train": train_cfg}
+    stages = stages + [{"steps": step, "device": device, "train": train_cfg}]
+    return {"trained_steps": sum(int(s["steps"]) for s in stages), "stages": stages}
 
 
 def initial_weights(folder: str | Path, model_cfg: CodecConfig) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from codec.export import export_run
 from codec.losses import (
     MultiResolutionComplexLoss,
     MultiResolutionPhaseDerivativeLoss,
@@ -128,7 +130,13 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
         Path(start) / "model.safetensors"
     ).read_bytes()
 
-    train(model_cfg, replace(tuned, out_dir=str(tmp_path / "tuned")))
+    tuned_export = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "tuned")))
+    # The export records both stages (the start's 3 steps, then these 2), and so does codec.export.
+    shutil.rmtree(start)  # the record must not depend on init_from still being there
+    for folder in (tuned_export, export_run(tmp_path / "tuned", tmp_path / "exported")):
+        meta = json.loads((Path(folder) / "config.json").read_text())
+        assert [s["steps"] for s in meta["stages"]] == [3, 2] and meta["trained_steps"] == 5
+        assert meta["stages"][1]["train"]["lambda_phase"] == 1.0 and "CPU" in meta["stages"][1]["device"]
     history = [json.loads(x) for x in (tmp_path / "tuned" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
