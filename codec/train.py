@@ -58,6 +58,9 @@ class TrainConfig:
     disc_channels: int = 24
     disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
+    # Let init_from have fewer encoder/decoder blocks than this model: the extra blocks start as the
+    # identity (layer scale 0), so training starts from exactly the init's function with more capacity.
+    init_grow: bool = False
     lambda_mel: float = 15.0
     lambda_stft: float = 2.0
     lambda_complex: float = 0.0  # compressed complex-spectrum MSE (phase-aware); 0 = off
@@ -253,7 +256,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         step = int(state["step"])
         accelerator.print(f"resumed from {resume} at step {step}")
     elif cfg.init_from:
-        model.load_state_dict(initial_weights(cfg.init_from, model_cfg))
+        model.load_state_dict(initial_weights(cfg.init_from, model_cfg, grow=cfg.init_grow))
         if accelerator.is_main_process:  # the stages before this run, kept here in case init_from changes
             (out / LINEAGE).write_text(json.dumps(prior_stages(cfg.init_from), indent=2) + "\n")
         accelerator.print(f"initialised the codec from {cfg.init_from}")
@@ -422,16 +425,35 @@ def stage_record(run_dir: str | Path, step: int, train_cfg: dict, device: str) -
     return {"trained_steps": sum(int(s["steps"]) for s in stages), "stages": stages}
 
 
-def initial_weights(folder: str | Path, model_cfg: CodecConfig) -> dict[str, torch.Tensor]:
-    """The fp32 state dict of an exported codec whose model config equals ``model_cfg``."""
+def initial_weights(
+    folder: str | Path, model_cfg: CodecConfig, grow: bool = False
+) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of an exported codec whose model config equals ``model_cfg``. With ``grow``,
+    ``model_cfg`` may have more encoder and decoder blocks than the export (nothing else may differ):
+    the export's blocks come first, the extra ones are freshly initialised with layer scale 0, so each
+    is the identity and the grown model computes exactly what the export does."""
     start = AudiotokCodec.from_pretrained(folder)
-    if start.model.config != model_cfg:
-        ours, theirs = asdict(model_cfg), asdict(start.model.config)
-        diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
-        raise ValueError(
-            f"init_from {folder}: its model config differs from this run's (theirs, ours): {diff}"
+    theirs, ours = asdict(start.model.config), asdict(model_cfg)
+    diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
+    growable = {"encoder_layers", "decoder_layers"}
+    if not diff:
+        return start.model.state_dict()
+    if not grow or set(diff) - growable or any(ours[k] < theirs[k] for k in diff):
+        hint = (
+            " (set train.init_grow to add encoder/decoder blocks)"
+            if set(diff) <= growable and not grow
+            else ""
         )
-    return start.model.state_dict()
+        raise ValueError(
+            f"init_from {folder}: its model config differs from this run's (theirs, ours): {diff}{hint}"
+        )
+    state = CodecModel(model_cfg).state_dict()
+    loaded = start.model.state_dict()
+    state.update(loaded)
+    for part in ("encoder", "decoder"):
+        for i in range(theirs[f"{part}_layers"], ours[f"{part}_layers"]):
+            state[f"{part}.blocks.{i}.gamma"] = torch.zeros_like(state[f"{part}.blocks.{i}.gamma"])
+    return state
 
 
 def restart_dead_codes(

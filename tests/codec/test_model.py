@@ -139,7 +139,9 @@ def test_every_codec_config_builds(path):
     for logits, features in disc(torch.zeros(2, model_cfg.sample_rate // 4)):
         assert logits.shape[0] == 2 and len(features) >= 4
     if train_cfg.init_from:  # a fine-tuning config must match the export it starts from
-        model.load_state_dict(initial_weights(ROOT / train_cfg.init_from, model_cfg))
+        model.load_state_dict(
+            initial_weights(ROOT / train_cfg.init_from, model_cfg, grow=train_cfg.init_grow)
+        )
 
 
 def test_unknown_config_keys_are_an_error(tmp_path):
@@ -155,7 +157,9 @@ def test_unknown_quantizer_is_a_clear_error():
 
 
 def test_encoding_runs_in_full_fp32_and_restores_the_settings(monkeypatch):
-    codec = AudiotokCodec(CodecModel(CodecConfig(encoder_dim=32, decoder_dim=32, encoder_layers=1, decoder_layers=1)))
+    codec = AudiotokCodec(
+        CodecModel(CodecConfig(encoder_dim=32, decoder_dim=32, encoder_layers=1, decoder_layers=1))
+    )
     seen = []
     original = codec.model.encode_latents
 

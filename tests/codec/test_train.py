@@ -154,3 +154,32 @@ def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
     wider = replace(model_cfg, decoder_dim=model_cfg.decoder_dim * 2)
     with pytest.raises(ValueError, match="decoder_dim"):
         train(wider, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "wider")))
+    deeper = replace(
+        model_cfg, encoder_layers=model_cfg.encoder_layers + 1, decoder_layers=model_cfg.decoder_layers + 2
+    )
+    with pytest.raises(ValueError, match="init_grow"):
+        train(deeper, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "deeper")))
+    with pytest.raises(ValueError, match="decoder_dim"):  # growing adds blocks, nothing else
+        train(wider, replace(cfg, init_from=str(start), init_grow=True, out_dir=str(tmp_path / "wider2")))
+
+
+def test_grown_codec_starts_as_exactly_its_init(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(cfg, data_dir=str(corpus), steps=2, ckpt_every=2, log_every=1, eval_every=2)
+    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+    deeper = replace(
+        model_cfg, encoder_layers=model_cfg.encoder_layers + 1, decoder_layers=model_cfg.decoder_layers + 2
+    )
+    grown_cfg = replace(cfg, init_from=str(start), init_grow=True)
+    grown = train(deeper, replace(grown_cfg, out_dir=str(tmp_path / "grown")), max_steps=0)
+    a, b = AudiotokCodec.from_pretrained(start), AudiotokCodec.from_pretrained(grown)
+    assert len(b.model.decoder.blocks) == len(a.model.decoder.blocks) + 2
+    x = torch.from_numpy(sf.read(corpus / "c7.wav", dtype="float32")[0])
+    tokens = a.encode(x, 16000)
+    assert torch.equal(tokens.codes, b.encode(x, 16000).codes)
+    assert torch.equal(a.decode(tokens), b.decode(tokens))
+    train(deeper, replace(grown_cfg, out_dir=str(tmp_path / "grown")))  # and it trains on from there
+    history = [json.loads(x) for x in (tmp_path / "grown" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2] and np.isfinite(history[-1]["train/mel"])
