@@ -64,33 +64,40 @@ class MultiResolutionMelLoss(nn.Module):
         return loss / len(self.mels)
 
 
-class MultiResolutionSTFTLoss(nn.Module):
-    def __init__(self, windows: tuple[int, ...] = (128, 512, 2048)):
+class _MultiResolutionSTFT(nn.Module):
+    """Hann windows of several sizes and the complex STFT at each (hop = window / 4)."""
+
+    def __init__(self, windows: tuple[int, ...]):
         super().__init__()
-        self.windows = windows
-        for w in windows:
+        self.windows = tuple(windows)
+        for w in self.windows:
             self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def stft(self, wav: torch.Tensor, w: int) -> torch.Tensor:
+        """``[B, S]`` -> complex ``[B, F, T]`` at window size ``w``."""
+        return torch.stft(wav, w, w // 4, window=getattr(self, f"window_{w}"), return_complex=True)
+
+
+class MultiResolutionSTFTLoss(_MultiResolutionSTFT):
+    def __init__(self, windows: tuple[int, ...] = (128, 512, 2048)):
+        super().__init__(windows)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = pred.new_zeros(())
         for w in self.windows:
-            window = getattr(self, f"window_{w}")
-            p = torch.stft(pred, w, w // 4, window=window, return_complex=True).abs()
-            t = torch.stft(target, w, w // 4, window=window, return_complex=True).abs()
+            p, t = self.stft(pred, w).abs(), self.stft(target, w).abs()
             convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
             log_mag = F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
             loss = loss + convergence + log_mag
         return loss / len(self.windows)
 
 
-class MultiResolutionComplexLoss(nn.Module):
+class MultiResolutionComplexLoss(_MultiResolutionSTFT):
     """MSE of power-law compressed complex STFTs, averaged over window sizes."""
 
     def __init__(self, windows: tuple[int, ...] = (256, 512, 1024), power: float = 0.3):
-        super().__init__()
-        self.windows, self.power = tuple(windows), power
-        for w in self.windows:
-            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+        super().__init__(windows)
+        self.power = power
 
     def compress(self, spec: torch.Tensor) -> torch.Tensor:
         # |X|^p e^{i angle X}; the floor (|X| >= 1e-3) keeps the gradient finite in silent bins.
@@ -100,21 +107,17 @@ class MultiResolutionComplexLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = pred.new_zeros(())
         for w in self.windows:
-            window = getattr(self, f"window_{w}")
-            p = self.compress(torch.stft(pred, w, w // 4, window=window, return_complex=True))
-            t = self.compress(torch.stft(target, w, w // 4, window=window, return_complex=True))
+            p, t = self.compress(self.stft(pred, w)), self.compress(self.stft(target, w))
             loss = loss + (p - t).abs().pow(2).mean()
         return loss / len(self.windows)
 
 
-class MultiResolutionPhaseDerivativeLoss(nn.Module):
+class MultiResolutionPhaseDerivativeLoss(_MultiResolutionSTFT):
     """Group-delay + instantaneous-frequency distance, magnitude-weighted, averaged over window sizes."""
 
     def __init__(self, windows: tuple[int, ...] = (512, 1024), power: float = 0.3, eps: float = 1e-6):
-        super().__init__()
-        self.windows, self.power, self.eps = tuple(windows), power, eps
-        for w in self.windows:
-            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+        super().__init__(windows)
+        self.power, self.eps = power, eps
 
     def _step_distance(self, p: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
         n = p.shape[dim]
@@ -128,9 +131,7 @@ class MultiResolutionPhaseDerivativeLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = pred.new_zeros(())
         for w in self.windows:
-            window = getattr(self, f"window_{w}")
-            p = torch.stft(pred, w, w // 4, window=window, return_complex=True)  # (B, F, T)
-            t = torch.stft(target, w, w // 4, window=window, return_complex=True)
+            p, t = self.stft(pred, w), self.stft(target, w)  # (B, F, T)
             loss = loss + self._step_distance(p, t, 1) + self._step_distance(p, t, 2)
         return loss / len(self.windows)
 

@@ -38,6 +38,25 @@ def make_corpus(root: Path) -> Path:
     return root
 
 
+def trained_start(tmp_path: Path, steps: int):
+    """A tiny corpus, the tiny config on it, and a run of ``steps`` steps exported as ``start``."""
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(cfg, data_dir=str(corpus), steps=steps, ckpt_every=steps, log_every=1, eval_every=steps)
+    return corpus, model_cfg, cfg, train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+
+
+def deeper_than(model_cfg):
+    return replace(
+        model_cfg, encoder_layers=model_cfg.encoder_layers + 1, decoder_layers=model_cfg.decoder_layers + 2
+    )
+
+
+def read_history(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+
+
 def test_clip_bank_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     corpus = make_corpus(tmp_path)
     bank = ClipBank(corpus, "train", 16000, {"speech": 1.0, "music": 1.0, "sfx": 1.0})
@@ -60,7 +79,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     a, b = AudiotokCodec.from_pretrained(straight), AudiotokCodec.from_pretrained(resumed)
     for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(pa, pb), name
-    history = [json.loads(x) for x in (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()]
+    history = read_history(tmp_path / "resumed")
     assert [h["step"] for h in history] == [3, 6]
     assert "codebook/perplexity_0" in history[-1] and "valid/mel_k4" in history[-1]
     assert not list((tmp_path / "resumed" / "checkpoints").glob("*.tmp"))
@@ -110,11 +129,7 @@ def test_codebook_health_perplexity():
 
 
 def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
-    model_cfg, cfg = load_config(TINY)
-    cfg = replace(cfg, data_dir=str(corpus), steps=3, ckpt_every=3, log_every=1, eval_every=3)
-    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+    _, model_cfg, cfg, start = trained_start(tmp_path, steps=3)
 
     tuned = replace(
         cfg,
@@ -137,7 +152,7 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
         meta = json.loads((Path(folder) / "config.json").read_text())
         assert [s["steps"] for s in meta["stages"]] == [3, 2] and meta["trained_steps"] == 5
         assert meta["stages"][1]["train"]["lambda_phase"] == 1.0 and "CPU" in meta["stages"][1]["device"]
-    history = [json.loads(x) for x in (tmp_path / "tuned" / "history.jsonl").read_text().splitlines()]
+    history = read_history(tmp_path / "tuned")
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
     assert all(
@@ -146,17 +161,11 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
 
 
 def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
-    model_cfg, cfg = load_config(TINY)
-    cfg = replace(cfg, data_dir=str(corpus), steps=1, ckpt_every=1, log_every=1, eval_every=1)
-    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
+    _, model_cfg, cfg, start = trained_start(tmp_path, steps=1)
     wider = replace(model_cfg, decoder_dim=model_cfg.decoder_dim * 2)
     with pytest.raises(ValueError, match="decoder_dim"):
         train(wider, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "wider")))
-    deeper = replace(
-        model_cfg, encoder_layers=model_cfg.encoder_layers + 1, decoder_layers=model_cfg.decoder_layers + 2
-    )
+    deeper = deeper_than(model_cfg)
     with pytest.raises(ValueError, match="init_grow"):
         train(deeper, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "deeper")))
     with pytest.raises(ValueError, match="decoder_dim"):  # growing adds blocks, nothing else
@@ -164,14 +173,8 @@ def test_fine_tune_refuses_an_export_of_another_shape(tmp_path):
 
 
 def test_grown_codec_starts_as_exactly_its_init(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
-    model_cfg, cfg = load_config(TINY)
-    cfg = replace(cfg, data_dir=str(corpus), steps=2, ckpt_every=2, log_every=1, eval_every=2)
-    start = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "start")))
-    deeper = replace(
-        model_cfg, encoder_layers=model_cfg.encoder_layers + 1, decoder_layers=model_cfg.decoder_layers + 2
-    )
+    corpus, model_cfg, cfg, start = trained_start(tmp_path, steps=2)
+    deeper = deeper_than(model_cfg)
     grown_cfg = replace(cfg, init_from=str(start), init_grow=True)
     grown = train(deeper, replace(grown_cfg, out_dir=str(tmp_path / "grown")), max_steps=0)
     a, b = AudiotokCodec.from_pretrained(start), AudiotokCodec.from_pretrained(grown)
@@ -181,5 +184,5 @@ def test_grown_codec_starts_as_exactly_its_init(tmp_path):
     assert torch.equal(tokens.codes, b.encode(x, 16000).codes)
     assert torch.equal(a.decode(tokens), b.decode(tokens))
     train(deeper, replace(grown_cfg, out_dir=str(tmp_path / "grown")))  # and it trains on from there
-    history = [json.loads(x) for x in (tmp_path / "grown" / "history.jsonl").read_text().splitlines()]
+    history = read_history(tmp_path / "grown")
     assert [h["step"] for h in history] == [1, 2] and np.isfinite(history[-1]["train/mel"])
