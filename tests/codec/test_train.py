@@ -65,6 +65,31 @@ def test_clip_bank_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     assert a.abs().max() <= 1.0
 
 
+def test_source_weights_steer_which_clips_are_drawn(tmp_path):
+    # Source "pos" holds positive constant clips, "neg" negative ones: the sign of a drawn segment names its source.
+    rows = []
+    for i, (source, value) in enumerate([("pos", 0.5), ("pos", 0.4), ("neg", -0.5), ("neg", -0.4)]):
+        sf.write(tmp_path / f"s{i}.wav", np.full(8000, value, np.float32), 16000, subtype="PCM_16")
+        rows.append({"path": f"s{i}.wav", "kind": "speech", "split": "train", "source": source, "seconds": 0.5})
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kinds = {"speech": 1.0}
+
+    plain = ClipBank(tmp_path, "train", 16000, kinds)
+    assert torch.equal(
+        plain.batch(64, 1600, seed=0, step=3),
+        ClipBank(tmp_path, "train", 16000, kinds, {"pos": 1.0, "neg": 1.0}).batch(64, 1600, seed=0, step=3),
+    )
+    signs = torch.sign(plain.batch(64, 1600, seed=0, step=3)[:, 0])
+    assert (signs > 0).any() and (signs < 0).any()
+    only_pos = ClipBank(tmp_path, "train", 16000, kinds, {"neg": 0.0}).batch(64, 1600, seed=0, step=3)
+    assert (only_pos[:, 0] > 0).all()
+    mostly_neg = ClipBank(tmp_path, "train", 16000, kinds, {"neg": 9.0}).batch(400, 1600, seed=0, step=3)
+    assert 0.8 < float((mostly_neg[:, 0] < 0).float().mean()) < 0.98
+
+    with pytest.raises(ValueError, match="no train clips: \\['tuxpaint'\\]"):
+        ClipBank(tmp_path, "train", 16000, kinds, {"tuxpaint": 2.0})
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     (tmp_path / "corpus").mkdir()
     corpus = make_corpus(tmp_path / "corpus")
@@ -148,10 +173,18 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     tuned_export = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "tuned")))
     # The export records both stages (the start's 3 steps, then these 2), and so does codec.export.
     shutil.rmtree(start)  # the record must not depend on init_from still being there
+    (tmp_path / "exported").mkdir()
+    earlier = "# How these weights were made\n\n## Stage 1: CPU\n\nstage-1 facts\n\n## History\n\nkept\n"
+    (tmp_path / "exported" / "RECIPE.md").write_text(earlier)
     for folder in (tuned_export, export_run(tmp_path / "tuned", tmp_path / "exported")):
         meta = json.loads((Path(folder) / "config.json").read_text())
         assert [s["steps"] for s in meta["stages"]] == [3, 2] and meta["trained_steps"] == 5
         assert meta["stages"][1]["train"]["lambda_phase"] == 1.0 and "CPU" in meta["stages"][1]["device"]
+    # The export added its stage to the recipe already there, after stage 1 and before the rest.
+    recipe = (tmp_path / "exported" / "RECIPE.md").read_text()
+    heads = [line for line in recipe.splitlines() if line.startswith("## ")]
+    assert heads == ["## Stage 1: CPU", f"## Stage 2: `{tmp_path / 'tuned'}`", "## History"]
+    assert "stage-1 facts" in recipe and recipe.endswith("kept\n") and "trained steps: 2 " in recipe
     history = read_history(tmp_path / "tuned")
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
