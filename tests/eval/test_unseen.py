@@ -1,0 +1,55 @@
+"""The unseen-speech set builder (eval/unseen.py) on a tiny fake ktuberling sounds folder."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.codec_eval import collect_items
+from eval.unseen import build_unseen
+
+
+def fake_sounds(root, words: dict[str, int], sample_rate: int = 22050):
+    """``words`` language -> how many 1-second 'words' (tones at distinct pitches) it has."""
+    for language, count in words.items():
+        (root / language).mkdir(parents=True)
+        for i in range(count):
+            t = np.arange(sample_rate) / sample_rate
+            tone = 0.3 * np.sin(2 * np.pi * (200 + 37 * i + 5 * len(language)) * t)
+            sf.write(root / language / f"w{i:02d}.ogg", tone.astype(np.float32), sample_rate)
+    return root
+
+
+def test_unseen_items_join_one_languages_words_into_long_enough_clips(tmp_path):
+    sounds = fake_sounds(tmp_path / "sounds", {"de": 7, "en": 3, "fr": 2})
+    # A variant folder shipping the same recordings as "de" adds nothing.
+    (tmp_path / "sounds" / "de@variant").mkdir()
+    for f in (tmp_path / "sounds" / "de").iterdir():
+        (tmp_path / "sounds" / "de@variant" / f.name).write_bytes(f.read_bytes())
+
+    rows = build_unseen(tmp_path / "out", sounds, seconds=2.5, per_language=2)
+    # de: 7 words -> two items of 3 words (the 7th is left over); en: one; fr: 2 words are too short.
+    assert [r["path"] for r in rows] == ["de-0.wav", "de-1.wav", "en-0.wav"]
+    assert rows[1]["original"] == ["de/w03.ogg", "de/w04.ogg", "de/w05.ogg"]
+    for r in rows:
+        audio, sr = sf.read(tmp_path / "out" / r["path"])
+        assert sr == 16000 and audio.ndim == 1
+        assert r["seconds"] == pytest.approx(len(audio) / sr) and r["seconds"] >= 2.5
+        assert (r["kind"], r["split"], r["license"]) == ("speech", "test", "GPL-2+")
+    # 3 words of 1 s and two 0.25 s pauses between them.
+    assert rows[0]["seconds"] == pytest.approx(3.5, abs=1e-3)
+
+    manifest = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert manifest == rows
+    assert [p.name for p, kind in collect_items(tmp_path / "out")] == ["de-0.wav", "de-1.wav", "en-0.wav"]
+
+    again = build_unseen(tmp_path / "again", sounds, seconds=2.5, per_language=2)
+    assert again == rows
+    assert (tmp_path / "again" / "de-1.wav").read_bytes() == (tmp_path / "out" / "de-1.wav").read_bytes()
+
+
+def test_unseen_without_the_package_says_how_to_install_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install ktuberling-data"):
+        build_unseen(tmp_path / "out", tmp_path / "missing")
+    assert not (tmp_path / "out").exists()
