@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data train-codec bench clean
+.PHONY: setup test lint demo data unseen train-codec bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,12 +30,20 @@ data: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[data]'
 	$(BIN)/audiotok data build --out data/corpus
 
+# Real voices no corpus source overlaps (Debian ktuberling-data), for the codec's out-of-domain check.
+unseen: $(STAMP)
+	test -d /usr/share/ktuberling/sounds || (apt-get update -q && apt-get install -y -q --no-install-recommends ktuberling-data)
+	$(BIN)/python -m eval.unseen --out data/unseen
+
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py
 	$(BIN)/python bench/codec_quality.py
+	if [ -f data/unseen/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen \
+		--limit 100 --title "Codec quality on unseen real speech (ktuberling-data)"; \
+	else echo "run make unseen first for the unseen-speech table"; fi
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
