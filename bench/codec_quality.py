@@ -11,6 +11,7 @@ and for Opus 6/8/12 kbps and Codec2 1.6/3.2 kbps. Writes the JSON report beside 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -56,9 +57,12 @@ def main() -> None:
     if not args.no_write:
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
-        report.to_json(out / f"{args.title.lower().replace(' ', '_')}.json")
+        report.to_json(out / f"{re.sub('[^a-z0-9]+', '_', args.title.lower()).strip('_')}.json")
         body = (
-            f"Codec `{codec.codec_id}`, corpus `{args.corpus}` split `{args.split}`, {args.limit} items per kind, "
+            f"Codec `{codec.codec_id}`, corpus `{args.corpus}` split `{args.split}`, "
+            f"items (at most {args.limit} per kind): "
+            + ", ".join(f"{k} {sum(1 for _, kind in items if kind == k)}" for k in dict.fromkeys(k for _, k in items))
+            + ", "
             f"first {args.crop_seconds:g} s of each. Means (medians in the JSON). Lower is better for mel/STFT "
             "distance; higher for SI-SDR, PESQ-WB, STOI.\n\n" + markdown
         )

@@ -111,7 +111,9 @@ class CodecReport:
         """One table per kind, rows ordered by measured bitrate; arrows say which way is better."""
         meta = self.meta
         lines = [
-            f"## Codec evaluation: {meta['codec']['codec_id']}",
+            # The source names the set, so scores of one codec on two sets get two sections.
+            f"## Codec evaluation: {meta['codec']['codec_id']}"
+            + (f" on {meta['source']}" + (f" ({meta['split']})" if meta.get("split") else "") if meta.get("source") else ""),
             "",
             f"Split: {meta.get('split') or 'n/a'}; source: `{meta.get('source') or 'n/a'}`; "
             f"scored at {meta['eval_sample_rate']} Hz. Metric implementations: "
