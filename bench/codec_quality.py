@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -61,7 +62,7 @@ def main() -> None:
         body = (
             f"Codec `{codec.codec_id}`, corpus `{args.corpus}` split `{args.split}`, "
             f"items (at most {args.limit} per kind): "
-            + ", ".join(f"{k} {sum(1 for _, kind in items if kind == k)}" for k in dict.fromkeys(k for _, k in items))
+            + ", ".join(f"{kind} {n}" for kind, n in Counter(kind for _, kind in items).items())
             + ", "
             f"first {args.crop_seconds:g} s of each. Means (medians in the JSON). Lower is better for mel/STFT "
             "distance; higher for SI-SDR, PESQ-WB, STOI.\n\n" + markdown

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.losses import MultiResolutionMelLoss  # noqa: E402
 from codec.model import AudiotokCodec  # noqa: E402
-from codec.train import ClipBank, TrainConfig, evaluate  # noqa: E402
+from codec.train import TrainConfig, evaluate, validation_batch  # noqa: E402
 
 
 def main() -> None:
@@ -30,17 +31,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    defaults = TrainConfig()
+    defaults = replace(TrainConfig(), data_dir=args.corpus)
+    segments: dict[tuple[int, int], torch.Tensor] = {}  # one read of the valid split per frame layout
     for folder in args.codecs:
         model = AudiotokCodec.from_pretrained(folder).model.float()
         cfg = model.config
-        bank = ClipBank(args.corpus, "valid", cfg.sample_rate, defaults.kind_weights)
-        segment = int(defaults.segment_seconds * cfg.sample_rate) // cfg.hop_length * cfg.hop_length
-        wav = bank.batch(16, segment * 3, defaults.seed, step=0)
+        layout = (cfg.sample_rate, cfg.hop_length)
+        if layout not in segments:
+            segments[layout] = validation_batch(cfg, defaults)
         with torch.no_grad():
-            figures = evaluate(model, wav, MultiResolutionMelLoss(cfg.sample_rate))
+            figures = evaluate(model, segments[layout], MultiResolutionMelLoss(cfg.sample_rate))
         print(folder, " ".join(f"{k.removeprefix('valid/')} {v:.3f}" for k, v in figures.items()))
-
 
 if __name__ == "__main__":
     main()

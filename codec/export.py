@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from codec.model import CodecConfig, CodecModel, save_codec
-from codec.train import LINEAGE, latest_checkpoint, stage_record
+from codec.train import latest_checkpoint, stage_record
 
 
 def export_run(
@@ -38,27 +38,28 @@ def export_run(
     if corpus_hours.is_file():
         extra["corpus_hours"] = json.loads(corpus_hours.read_text())
     save_codec(model, out, name=name, extra=extra)
-    write_recipe(Path(out), run_dir, run_config, step, extra.get("corpus_hours"))
+    stage = len(extra.get("stages", [])) or 1
+    write_recipe(Path(out), run_dir, run_config, step, extra.get("corpus_hours"), stage)
     return Path(out)
 
 
-def write_recipe(out: Path, run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None) -> None:
+def write_recipe(
+    out: Path, run_dir: Path, run_config: dict, step: int, corpus_hours: dict | None, stage: int = 1
+) -> None:
     """RECIPE.md beside the weights: the commands, data and final validation figures that made them.
 
     A fine-tuning run exported over a folder that already has a RECIPE.md (the recipe of the stages
     before it) adds its own ``## Stage N`` section after the last stage section and keeps the rest."""
     recipe = out / "RECIPE.md"
-    lineage = run_dir / LINEAGE
-    stages = len(json.loads(lineage.read_text())) + 1 if lineage.is_file() else 1
     facts = recipe_facts(run_dir, run_config, step, corpus_hours)
-    if stages > 1 and recipe.is_file():
+    if stage > 1 and recipe.is_file():
         command = [
             "```bash",
             f"python -m codec.train --config CONFIG.yaml   # init_from {run_config['train'].get('init_from')}",
             f"python -m codec.export {run_dir} --out {out}",
             "```",
         ]
-        section = [f"## Stage {stages}: `{run_dir}`", "", *command, "", *facts, ""]
+        section = [f"## Stage {stage}: `{run_dir}`", "", *command, "", *facts, ""]
         recipe.write_text(insert_stage_section(recipe.read_text(), section))
         return
     lines = [

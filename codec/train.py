@@ -169,6 +169,18 @@ class ClipBank:
         return torch.from_numpy(out)
 
 
+def segment_samples(model_cfg: CodecConfig, cfg: TrainConfig) -> int:
+    """Training segment length in samples: ``segment_seconds`` rounded down to whole frames."""
+    return int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
+
+
+def validation_batch(model_cfg: CodecConfig, cfg: TrainConfig) -> torch.Tensor:
+    """The 16 fixed validation segments (3 training segments long) of ``cfg.data_dir``'s valid split,
+    drawn with ``cfg.kind_weights`` (not ``source_weights``) at ``cfg.seed``, step 0."""
+    bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
+    return bank.batch(16, segment_samples(model_cfg, cfg) * 3, cfg.seed, step=0)
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up then cosine decay to 10%."""
     if step < cfg.warmup_steps:
@@ -283,9 +295,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     )
     raw_model: CodecModel = accelerator.unwrap_model(model)
     bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights, cfg.source_weights)
-    valid_bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
-    segment = int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
-    valid_wav = valid_bank.batch(16, segment * 3, cfg.seed, step=0).to(accelerator.device)
+    segment = segment_samples(model_cfg, cfg)
+    valid_wav = validation_batch(model_cfg, cfg).to(accelerator.device)
     accelerator.init_trackers("codec")
     accelerator.print(
         f"train audio (s): {bank.seconds}; params: {sum(p.numel() for p in raw_model.parameters()) / 1e6:.2f}M"

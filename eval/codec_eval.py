@@ -110,10 +110,12 @@ class CodecReport:
     def to_markdown(self) -> str:
         """One table per kind, rows ordered by measured bitrate; arrows say which way is better."""
         meta = self.meta
+        # The source names the set, so scores of one codec on two sets get two sections.
+        scored_on = f" on {meta['source']}" if meta.get("source") else ""
+        if scored_on and meta.get("split"):
+            scored_on += f" ({meta['split']})"
         lines = [
-            # The source names the set, so scores of one codec on two sets get two sections.
-            f"## Codec evaluation: {meta['codec']['codec_id']}"
-            + (f" on {meta['source']}" + (f" ({meta['split']})" if meta.get("split") else "") if meta.get("source") else ""),
+            f"## Codec evaluation: {meta['codec']['codec_id']}{scored_on}",
             "",
             f"Split: {meta.get('split') or 'n/a'}; source: `{meta.get('source') or 'n/a'}`; "
             f"scored at {meta['eval_sample_rate']} Hz. Metric implementations: "

@@ -15,7 +15,6 @@ language variants ship the same files) are used once.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def build_unseen(
     pause: float = 0.25,
 ) -> list[dict]:
     """Write ``out/<language>-<n>.wav`` and ``out/manifest.jsonl``; returns the manifest rows."""
-    from codec.audio import load_audio
+    from codec.audio import load_audio, sha256_file
 
     source, out = Path(source), Path(out)
     languages = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
@@ -47,7 +46,7 @@ def build_unseen(
     gap = np.zeros(int(pause * sample_rate), dtype=np.float32)
     for folder in languages:
         files = {
-            hashlib.sha256(p.read_bytes()).hexdigest(): p
+            sha256_file(p): p
             for p in sorted(folder.glob("*.ogg")) + sorted(folder.glob("*.wav"))
         }
         fresh = sorted((p for digest, p in files.items() if digest not in seen), key=lambda p: p.name)
