@@ -92,6 +92,46 @@ class MultiResolutionSTFTLoss(_MultiResolutionSTFT):
         return loss / len(self.windows)
 
 
+class ReconstructionLoss(nn.Module):
+    """The mel and STFT losses of one step from one STFT per window size and signal.
+
+    Both losses take Hann-window STFTs with hop = window / 4 (torchaudio's mel spectrogram calls the same
+    ``torch.stft``), and their window sizes overlap (128, 512 and 2048 by default), so computing each
+    magnitude once gives the very values of ``(mel(pred, target), stft(pred, target))`` for less work."""
+
+    def __init__(self, mel: MultiResolutionMelLoss, stft: MultiResolutionSTFTLoss):
+        super().__init__()
+        for m in mel.mels:
+            spec = m.spectrogram
+            if spec.win_length != spec.n_fft or spec.hop_length != spec.n_fft // 4 or spec.pad:
+                raise ValueError("ReconstructionLoss needs mel spectrograms with hop = window / 4")
+        self.mel, self.stft = mel, stft
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pred, target ``[B, S]`` -> (mel loss, STFT loss), scalars."""
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+
+        def magnitude(which: int, wav: torch.Tensor, w: int, window: torch.Tensor) -> torch.Tensor:
+            if (which, w) not in cache:
+                cache[which, w] = torch.stft(wav, w, w // 4, window=window, return_complex=True).abs()
+            return cache[which, w]
+
+        mel_loss = pred.new_zeros(())
+        for mel in self.mel.mels:
+            w, window = mel.spectrogram.n_fft, mel.spectrogram.window
+            p = torch.log10(mel.mel_scale(magnitude(0, pred, w, window)).clamp(min=1e-5))
+            t = torch.log10(mel.mel_scale(magnitude(1, target, w, window)).clamp(min=1e-5))
+            mel_loss = mel_loss + F.l1_loss(p, t)
+        stft_loss = pred.new_zeros(())
+        for w in self.stft.windows:
+            window = getattr(self.stft, f"window_{w}")
+            p, t = magnitude(0, pred, w, window), magnitude(1, target, w, window)
+            convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
+            log_mag = F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
+            stft_loss = stft_loss + convergence + log_mag
+        return mel_loss / len(self.mel.mels), stft_loss / len(self.stft.windows)
+
+
 class MultiResolutionComplexLoss(_MultiResolutionSTFT):
     """MSE of power-law compressed complex STFTs, averaged over window sizes."""
 

@@ -36,6 +36,7 @@ from codec.losses import (
     MultiResolutionMelLoss,
     MultiResolutionPhaseDerivativeLoss,
     MultiResolutionSTFTLoss,
+    ReconstructionLoss,
     discriminator_loss,
     generator_losses,
 )
@@ -294,6 +295,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         model, disc, opt_g, opt_d, mel_loss, stft_loss
     )
     raw_model: CodecModel = accelerator.unwrap_model(model)
+    reconstruction = ReconstructionLoss(
+        accelerator.unwrap_model(mel_loss), accelerator.unwrap_model(stft_loss)
+    )
     bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights, cfg.source_weights)
     segment = segment_samples(model_cfg, cfg)
     valid_wav = validation_batch(model_cfg, cfg).to(accelerator.device)
@@ -332,9 +336,10 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
                 accelerator.backward(d_loss)
                 accelerator.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
                 opt_d.step()
+            mel, stft = reconstruction(rec, wav)  # one STFT per window size for both losses
             losses = {
-                "mel": mel_loss(rec, wav),
-                "stft": stft_loss(rec, wav),
+                "mel": mel,
+                "stft": stft,
                 "commit": result.rvq.commit_loss,
                 "codebook": result.rvq.codebook_loss,
             }

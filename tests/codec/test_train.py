@@ -15,8 +15,10 @@ import torch
 from codec.export import export_run
 from codec.losses import (
     MultiResolutionComplexLoss,
+    MultiResolutionMelLoss,
     MultiResolutionPhaseDerivativeLoss,
     MultiResolutionSTFTLoss,
+    ReconstructionLoss,
 )
 from codec.model import AudiotokCodec
 from codec.train import ClipBank, CodebookHealth, load_config, train
@@ -70,7 +72,9 @@ def test_source_weights_steer_which_clips_are_drawn(tmp_path):
     rows = []
     for i, (source, value) in enumerate([("pos", 0.5), ("pos", 0.4), ("neg", -0.5), ("neg", -0.4)]):
         sf.write(tmp_path / f"s{i}.wav", np.full(8000, value, np.float32), 16000, subtype="PCM_16")
-        rows.append({"path": f"s{i}.wav", "kind": "speech", "split": "train", "source": source, "seconds": 0.5})
+        rows.append(
+            {"path": f"s{i}.wav", "kind": "speech", "split": "train", "source": source, "seconds": 0.5}
+        )
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     kinds = {"speech": 1.0}
 
@@ -124,6 +128,26 @@ def test_complex_loss_sees_the_phase_that_the_magnitude_loss_does_not():
     pred = torch.zeros_like(x, requires_grad=True)
     complex_loss(pred, torch.zeros_like(x)).backward()
     assert torch.isfinite(pred.grad).all()
+
+
+def test_reconstruction_loss_shares_spectra_and_gives_the_same_losses_and_gradients():
+    torch.manual_seed(0)
+    target = 0.3 * torch.randn(3, 8000)
+    mel, stft = MultiResolutionMelLoss(16000), MultiResolutionSTFTLoss()
+    pred_a = (target + 0.1 * torch.randn(3, 8000)).requires_grad_(True)
+    pred_b = pred_a.detach().clone().requires_grad_(True)
+    separate = (mel(pred_a, target), stft(pred_a, target))
+    (separate[0] * 15 + separate[1] * 2).backward()
+    shared = ReconstructionLoss(mel, stft)(pred_b, target)
+    (shared[0] * 15 + shared[1] * 2).backward()
+    for a, b in zip(separate, shared):
+        assert float(a) > 0.01 and torch.allclose(a, b, rtol=1e-6, atol=0)
+    scale = float(pred_a.grad.abs().max())  # summation order differs: equal to float rounding
+    assert scale > 0 and torch.allclose(pred_a.grad, pred_b.grad, rtol=1e-5, atol=1e-5 * scale)
+    with pytest.raises(ValueError, match="hop = window / 4"):
+        odd = MultiResolutionMelLoss(16000)
+        odd.mels[0].spectrogram.hop_length = 50
+        ReconstructionLoss(odd, stft)
 
 
 def test_phase_derivative_loss_sees_coherence_but_not_polarity():

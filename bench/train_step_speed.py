@@ -1,0 +1,92 @@
+"""Training-step time of the shipped codec with the mel and STFT losses computed apart or sharing spectra.
+
+    python bench/train_step_speed.py [--threads 2] [--steps 12]
+
+One generator step of the CPU recipe (batch 12 x 1 s of noise-and-chirp audio, reconstruction losses
+only, AdamW) with ``MultiResolutionMelLoss`` and ``MultiResolutionSTFTLoss`` called one after the other
+(every STFT taken twice where their window sizes overlap) against ``ReconstructionLoss`` (one STFT per
+window size and signal). The two arms alternate step by step in one process, on a copy of the same
+weights each, so machine noise falls on both; the section quotes medians and their ratio. Writes
+BENCHMARKS.md "Training step: shared loss spectra".
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import update_section  # noqa: E402
+from codec.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss, ReconstructionLoss  # noqa: E402
+from codec.model import AudiotokCodec  # noqa: E402
+
+
+def batch(size: int, sample_rate: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(sample_rate) / sample_rate
+    chirp = torch.sin(2 * torch.pi * (100 + 3000 * t) * t)
+    return 0.2 * chirp + 0.05 * torch.randn(size, sample_rate, generator=g)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codec", default="codec/weights/default")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per arm (after one warm-up each)")
+    parser.add_argument("--batch", type=int, default=12)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base = AudiotokCodec.from_pretrained(args.codec).model.float().train()
+    mel, stft = MultiResolutionMelLoss(base.config.sample_rate), MultiResolutionSTFTLoss()
+    shared = ReconstructionLoss(mel, stft)
+    arms = {
+        "apart": (copy.deepcopy(base), lambda p, t: (mel(p, t), stft(p, t))),
+        "shared": (copy.deepcopy(base), shared),
+    }
+    optims = {name: torch.optim.AdamW(model.parameters(), 3e-4) for name, (model, _) in arms.items()}
+    wav = batch(args.batch, base.config.sample_rate)
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    loss_times: dict[str, list[float]] = {name: [] for name in arms}  # after the forward pass
+    for step in range(args.steps + 1):
+        for name, (model, losses) in arms.items():
+            torch.manual_seed(step)  # the same quantizer dropout in both arms
+            start = time.perf_counter()
+            rec = model(wav).wav
+            mark = time.perf_counter()
+            m, s = losses(rec, wav)
+            total = 15 * m + 2 * s
+            optims[name].zero_grad()
+            total.backward()
+            optims[name].step()
+            end = time.perf_counter()
+            if step:  # the first step of each arm warms up
+                times[name].append(end - start)
+                loss_times[name].append(end - mark)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    med_loss = {name: statistics.median(v) for name, v in loss_times.items()}
+    body = "\n".join(
+        [
+            f"Batch {args.batch} x 1 s, {args.threads} threads, {args.steps} timed steps per arm, arms alternating.",
+            "",
+            "| losses | step median (s) | loss + backward + AdamW median (s) |",
+            "|---|---|---|",
+            *(f"| {name} | {med[name]:.3f} | {med_loss[name]:.3f} |" for name in arms),
+            "",
+            f"Shared spectra take {med['shared'] / med['apart']:.3f}x the step time of separate losses "
+            f"({100 * (1 - med['shared'] / med['apart']):.1f}% saved); the loss values are the same "
+            "(tests/codec/test_train.py checks values and gradients).",
+        ]
+    )
+    print(body)
+    update_section("Training step: shared loss spectra", body)
+
+
+if __name__ == "__main__":
+    main()
