@@ -58,10 +58,19 @@ class MultiResolutionMelLoss(nn.Module):
         """pred, target ``[B, S]`` -> scalar."""
         loss = pred.new_zeros(())
         for mel in self.mels:
-            p = torch.log10(mel(pred).clamp(min=1e-5))
-            t = torch.log10(mel(target).clamp(min=1e-5))
-            loss = loss + F.l1_loss(p, t)
+            loss = loss + log_mel_distance(mel(pred), mel(target))
         return loss / len(self.mels)
+
+
+def log_mel_distance(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """L1 between log10 mel magnitudes (floored at 1e-5)."""
+    return F.l1_loss(torch.log10(p.clamp(min=1e-5)), torch.log10(t.clamp(min=1e-5)))
+
+
+def stft_distance(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spectral convergence + L1 of log magnitudes, for STFT magnitudes ``p`` and ``t``."""
+    convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
+    return convergence + F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
 
 
 class _MultiResolutionSTFT(nn.Module):
@@ -85,10 +94,7 @@ class MultiResolutionSTFTLoss(_MultiResolutionSTFT):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = pred.new_zeros(())
         for w in self.windows:
-            p, t = self.stft(pred, w).abs(), self.stft(target, w).abs()
-            convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
-            log_mag = F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
-            loss = loss + convergence + log_mag
+            loss = loss + stft_distance(self.stft(pred, w).abs(), self.stft(target, w).abs())
         return loss / len(self.windows)
 
 
@@ -119,16 +125,17 @@ class ReconstructionLoss(nn.Module):
         mel_loss = pred.new_zeros(())
         for mel in self.mel.mels:
             w, window = mel.spectrogram.n_fft, mel.spectrogram.window
-            p = torch.log10(mel.mel_scale(magnitude(0, pred, w, window)).clamp(min=1e-5))
-            t = torch.log10(mel.mel_scale(magnitude(1, target, w, window)).clamp(min=1e-5))
-            mel_loss = mel_loss + F.l1_loss(p, t)
+            p, t = (
+                mel.mel_scale(magnitude(0, pred, w, window)),
+                mel.mel_scale(magnitude(1, target, w, window)),
+            )
+            mel_loss = mel_loss + log_mel_distance(p, t)
         stft_loss = pred.new_zeros(())
         for w in self.stft.windows:
             window = getattr(self.stft, f"window_{w}")
-            p, t = magnitude(0, pred, w, window), magnitude(1, target, w, window)
-            convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-5)
-            log_mag = F.l1_loss(torch.log(p.clamp(min=1e-5)), torch.log(t.clamp(min=1e-5)))
-            stft_loss = stft_loss + convergence + log_mag
+            stft_loss = stft_loss + stft_distance(
+                magnitude(0, pred, w, window), magnitude(1, target, w, window)
+            )
         return mel_loss / len(self.mel.mels), stft_loss / len(self.stft.windows)
 
 
