@@ -56,6 +56,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     gan_start_step: int = 2000
+    # Steps from gan_start_step in which only the discriminator learns: a fresh discriminator meets a
+    # trained generator (a GAN stage after reconstruction-only ones) before its gradients reach it.
+    disc_warmup_steps: int = 0
     disc_channels: int = 24
     disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
@@ -355,10 +358,12 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
                 + cfg.lambda_complex * losses.get("complex", 0.0)
                 + cfg.lambda_phase * losses.get("phase", 0.0)
             )
-            if use_gan:
+            if use_gan and step >= cfg.gan_start_step + cfg.disc_warmup_steps:
                 adv, fm = generator_losses(disc(wav), disc(rec))
-                losses.update(adv=adv, fm=fm, disc=d_loss)
+                losses.update(adv=adv, fm=fm)
                 total = total + cfg.lambda_adv * adv + cfg.lambda_fm * fm
+            if use_gan:
+                losses["disc"] = d_loss
             opt_g.zero_grad()
             accelerator.backward(total)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -379,7 +384,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             elapsed = time.time() - window_start
             accelerator.print(
                 f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} "
-                + (f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if use_gan else "")
+                + (f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if "train/adv" in logs else "")
+                + (f"disc {logs['train/disc']:.3f} " if "train/disc" in logs else "")
                 + f"| {elapsed / cfg.log_every:.2f}s/step | ppl {h['perplexity']} restarts {restarts}",
                 flush=True,
             )
@@ -523,6 +529,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=float, help="override train.time_limit_minutes")
     parser.add_argument("--threads", type=int, help="override train.num_threads (torch intra-op threads)")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
+    parser.add_argument(
+        "--disc-warmup",
+        type=int,
+        help="override train.disc_warmup_steps (0: a speed probe of adversarial steps)",
+    )
     args = parser.parse_args(argv)
     model_cfg, cfg = load_config(args.config)
     if args.out:
@@ -537,6 +548,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.batch_size = args.batch_size
     if args.time_limit is not None:
         cfg.time_limit_minutes = args.time_limit
+    if args.disc_warmup is not None:
+        cfg.disc_warmup_steps = args.disc_warmup
     export = train(model_cfg, cfg, max_steps=args.max_steps)
     print(f"exported fp16 model to {export}")
 

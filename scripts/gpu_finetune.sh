@@ -3,7 +3,8 @@
 #
 #   OUT=runs/gpu-out TRAIN_SECONDS=420 scripts/gpu_finetune.sh
 #
-# 1. A speed probe (PROBE_STEPS steps of the real configuration) measures seconds per step.
+# 1. A speed probe (PROBE_STEPS steps of the real configuration, adversarial from the first step if it
+#    has discriminators, so a discriminator warm-up does not make steps look cheap) measures seconds per step.
 # 2. The run's schedule length is set from it (--steps), so warm-up and cosine decay end inside
 #    TRAIN_SECONDS; train.time_limit_minutes (budget + 1 min) is only a backstop.
 # 3. $OUT receives the fp16 export (config.json, model.safetensors), history.jsonl, the logs and the
@@ -24,7 +25,7 @@ rm -rf /tmp/codec-probe "$RUN"
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
 
 # shellcheck disable=SC2086
-python3 -m codec.train --config "$CONFIG" --data "$DATA" --out /tmp/codec-probe --max-steps "$PROBE_STEPS" $EXTRA 2>&1 | tee "$OUT/probe.log"
+python3 -m codec.train --config "$CONFIG" --data "$DATA" --out /tmp/codec-probe --max-steps "$PROBE_STEPS" --disc-warmup 0 $EXTRA 2>&1 | tee "$OUT/probe.log"
 STEPS=$(python3 -c "
 import json
 rows = [json.loads(x) for x in open('/tmp/codec-probe/history.jsonl')]

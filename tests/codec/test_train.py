@@ -114,6 +114,27 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not list((tmp_path / "resumed" / "checkpoints").glob("*.tmp"))
 
 
+def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(
+        cfg, data_dir=str(corpus), steps=4, ckpt_every=4, log_every=1, eval_every=4, gan_start_step=0
+    )
+
+    plain = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "plain"), gan_start_step=10**9))
+    warm = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "warm"), disc_warmup_steps=4))
+    adversarial = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "gan"), disc_warmup_steps=2))
+    a, b, c = (AudiotokCodec.from_pretrained(p).model.state_dict() for p in (plain, warm, adversarial))
+    assert all(
+        torch.equal(a[name], b[name]) for name in a
+    )  # the discriminator learned, the generator did not see it
+    assert not all(torch.equal(a[name], c[name]) for name in a)
+    warm_logs, gan_logs = read_history(tmp_path / "warm"), read_history(tmp_path / "gan")
+    assert all("train/disc" in h and "train/adv" not in h for h in warm_logs)
+    assert ["train/adv" in h for h in gan_logs] == [False, False, True, True]
+
+
 def test_complex_loss_sees_the_phase_that_the_magnitude_loss_does_not():
     torch.manual_seed(0)
     t = torch.arange(16000) / 16000
