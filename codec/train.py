@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 from codec.losses import (
     MultiResolutionComplexLoss,
@@ -40,7 +41,7 @@ from codec.losses import (
     discriminator_loss,
     generator_losses,
 )
-from codec.model import AudiotokCodec, CodecConfig, CodecModel, save_codec
+from codec.model import AudiotokCodec, CodecConfig, CodecModel, CodecOutput, save_codec
 
 
 @dataclass
@@ -241,6 +242,64 @@ def evaluate(model: CodecModel, wav: torch.Tensor, mel_loss: MultiResolutionMelL
     return out
 
 
+class GeneratorObjective(nn.Module):
+    """The generator's loss without the adversarial terms: weighted reconstruction (mel and STFT from
+    shared spectra), commitment and codebook losses, and the optional phase-aware losses."""
+
+    def __init__(self, cfg: TrainConfig, mel: MultiResolutionMelLoss, stft: MultiResolutionSTFTLoss):
+        super().__init__()
+        self.cfg = cfg
+        self.reconstruction = ReconstructionLoss(mel, stft)
+        self.complex = MultiResolutionComplexLoss(tuple(cfg.complex_windows)) if cfg.lambda_complex else None
+        self.phase = (
+            MultiResolutionPhaseDerivativeLoss(tuple(cfg.phase_windows)) if cfg.lambda_phase else None
+        )
+
+    def forward(self, result: CodecOutput, wav: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """-> (weighted total, the named terms for the logs)."""
+        c, rec = self.cfg, result.wav
+        mel, stft = self.reconstruction(rec, wav)
+        losses = {
+            "mel": mel,
+            "stft": stft,
+            "commit": result.rvq.commit_loss,
+            "codebook": result.rvq.codebook_loss,
+        }
+        total = c.lambda_mel * mel + c.lambda_stft * stft + c.lambda_commit * losses["commit"]
+        total = total + c.lambda_codebook * losses["codebook"]
+        if self.complex is not None:
+            losses["complex"] = self.complex(rec, wav)
+            total = total + c.lambda_complex * losses["complex"]
+        if self.phase is not None:
+            losses["phase"] = self.phase(rec, wav)
+            total = total + c.lambda_phase * losses["phase"]
+        return total, losses
+
+
+def log_line(step: int, logs: dict[str, float], per_step: float, perplexity: list, restarts: int) -> str:
+    """One console line of the training log."""
+    gan = f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if "train/adv" in logs else ""
+    disc = f"disc {logs['train/disc']:.3f} " if "train/disc" in logs else ""
+    return (
+        f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} {gan}{disc}"
+        f"| {per_step:.2f}s/step | ppl {perplexity} restarts {restarts}"
+    )
+
+
+def write_checkpoint(out: Path, step: int, modules: dict, history: list[dict], keep: int) -> None:
+    """Atomically save ``modules``' state dicts and the step, keep the newest ``keep`` checkpoints, and
+    append the history rows logged since the last checkpoint (so history.jsonl never runs ahead of them)."""
+    ckpt_dir = out / "checkpoints"
+    save_checkpoint(
+        ckpt_dir / f"step-{step:07d}.pt", {**{k: m.state_dict() for k, m in modules.items()}, "step": step}
+    )
+    for old in sorted(ckpt_dir.glob("step-*.pt"))[:-keep]:
+        old.unlink()
+    with open(out / "history.jsonl", "a") as f:
+        for row in history:
+            f.write(json.dumps(row) + "\n")
+
+
 def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None) -> Path:
     """Train (or resume) into ``cfg.out_dir``; returns the exported fp16 model folder.
     ``max_steps`` stops early (for tests and time-sliced runs) without changing the schedule."""
@@ -271,8 +330,6 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     disc = MultiResolutionDiscriminator(channels=cfg.disc_channels, periods=tuple(cfg.disc_periods))
     mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
     stft_loss = MultiResolutionSTFTLoss()
-    complex_loss = MultiResolutionComplexLoss(tuple(cfg.complex_windows)).to(accelerator.device)
-    phase_loss = MultiResolutionPhaseDerivativeLoss(tuple(cfg.phase_windows)).to(accelerator.device)
     opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(
         disc.parameters(), cfg.lr_disc, betas=(0.8, 0.99), weight_decay=cfg.weight_decay
@@ -282,10 +339,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     resume = latest_checkpoint(ckpt_dir)
     if resume is not None:
         state = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        disc.load_state_dict(state["disc"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        for name, module in {"model": model, "disc": disc, "opt_g": opt_g, "opt_d": opt_d}.items():
+            module.load_state_dict(state[name])
         step = int(state["step"])
         accelerator.print(f"resumed from {resume} at step {step}")
     elif cfg.init_from:
@@ -298,9 +353,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         model, disc, opt_g, opt_d, mel_loss, stft_loss
     )
     raw_model: CodecModel = accelerator.unwrap_model(model)
-    reconstruction = ReconstructionLoss(
-        accelerator.unwrap_model(mel_loss), accelerator.unwrap_model(stft_loss)
-    )
+    objective = GeneratorObjective(
+        cfg, accelerator.unwrap_model(mel_loss), accelerator.unwrap_model(stft_loss)
+    ).to(accelerator.device)
     bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights, cfg.source_weights)
     segment = segment_samples(model_cfg, cfg)
     valid_wav = validation_batch(model_cfg, cfg).to(accelerator.device)
@@ -339,25 +394,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
                 accelerator.backward(d_loss)
                 accelerator.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
                 opt_d.step()
-            mel, stft = reconstruction(rec, wav)  # one STFT per window size for both losses
-            losses = {
-                "mel": mel,
-                "stft": stft,
-                "commit": result.rvq.commit_loss,
-                "codebook": result.rvq.codebook_loss,
-            }
-            if cfg.lambda_complex:
-                losses["complex"] = complex_loss(rec, wav)
-            if cfg.lambda_phase:
-                losses["phase"] = phase_loss(rec, wav)
-            total = (
-                cfg.lambda_mel * losses["mel"]
-                + cfg.lambda_stft * losses["stft"]
-                + cfg.lambda_commit * losses["commit"]
-                + cfg.lambda_codebook * losses["codebook"]
-                + cfg.lambda_complex * losses.get("complex", 0.0)
-                + cfg.lambda_phase * losses.get("phase", 0.0)
-            )
+            total, losses = objective(result, wav)
             if use_gan and step >= cfg.gan_start_step + cfg.disc_warmup_steps:
                 adv, fm = generator_losses(disc(wav), disc(rec))
                 losses.update(adv=adv, fm=fm)
@@ -381,14 +418,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             for k, (ppl, used) in enumerate(zip(h["perplexity"], h["used"])):
                 logs[f"codebook/perplexity_{k}"], logs[f"codebook/used_{k}"] = ppl, used
             logs["codebook/restarts"] = restarts
-            elapsed = time.time() - window_start
-            accelerator.print(
-                f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} "
-                + (f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if "train/adv" in logs else "")
-                + (f"disc {logs['train/disc']:.3f} " if "train/disc" in logs else "")
-                + f"| {elapsed / cfg.log_every:.2f}s/step | ppl {h['perplexity']} restarts {restarts}",
-                flush=True,
-            )
+            per_step = (time.time() - window_start) / cfg.log_every
+            accelerator.print(log_line(step, logs, per_step, h["perplexity"], restarts), flush=True)
             if step % cfg.eval_every == 0 or step == stop_at:
                 logs.update(evaluate(raw_model, valid_wav, accelerator.unwrap_model(mel_loss)))
                 accelerator.print(
@@ -404,19 +435,13 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         if step % cfg.ckpt_every == 0 or step == stop_at or out_of_time:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                state = {
-                    "model": raw_model.state_dict(),
-                    "disc": accelerator.unwrap_model(disc).state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "step": step,
+                modules = {
+                    "model": raw_model,
+                    "disc": accelerator.unwrap_model(disc),
+                    "opt_g": opt_g,
+                    "opt_d": opt_d,
                 }
-                save_checkpoint(ckpt_dir / f"step-{step:07d}.pt", state)
-                for old in sorted(ckpt_dir.glob("step-*.pt"))[: -cfg.keep_checkpoints]:
-                    old.unlink()
-                with open(out / "history.jsonl", "a") as f:
-                    for row in history:
-                        f.write(json.dumps(row) + "\n")
+                write_checkpoint(out, step, modules, history, cfg.keep_checkpoints)
                 history = []
         if out_of_time:
             accelerator.print(f"time limit of {cfg.time_limit_minutes} min reached at step {step}")
