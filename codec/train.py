@@ -62,6 +62,8 @@ class TrainConfig:
     disc_warmup_steps: int = 0
     disc_channels: int = 24
     disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
+    # Complex-spectrogram discriminators' window sizes; [] leaves only the period ones (far cheaper on a CPU).
+    disc_windows: list = field(default_factory=lambda: [256, 512, 1024])
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
     # Let init_from have fewer encoder/decoder blocks than this model: the extra blocks start as the
     # identity (layer scale 0), so training starts from exactly the init's function with more capacity.
@@ -305,6 +307,10 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     ``max_steps`` stops early (for tests and time-sliced runs) without changing the schedule."""
     from accelerate import Accelerator
 
+    if cfg.gan_start_step < cfg.steps and not (cfg.disc_windows or cfg.disc_periods):
+        raise ValueError(
+            "train.gan_start_step is within the run but disc_windows and disc_periods are both empty"
+        )
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -327,7 +333,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no effect on CPU
     torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes
     model = CodecModel(model_cfg)
-    disc = MultiResolutionDiscriminator(channels=cfg.disc_channels, periods=tuple(cfg.disc_periods))
+    disc = MultiResolutionDiscriminator(tuple(cfg.disc_windows), cfg.disc_channels, tuple(cfg.disc_periods))
     mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
     stft_loss = MultiResolutionSTFTLoss()
     opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)

@@ -124,7 +124,10 @@ def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
 
     plain = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "plain"), gan_start_step=10**9))
     warm = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "warm"), disc_warmup_steps=4))
-    adversarial = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "gan"), disc_warmup_steps=2))
+    period_only = dict(disc_windows=[], disc_periods=[2, 3])  # the CPU-affordable discriminators
+    adversarial = train(
+        model_cfg, replace(cfg, out_dir=str(tmp_path / "gan"), disc_warmup_steps=2, **period_only)
+    )
     a, b, c = (AudiotokCodec.from_pretrained(p).model.state_dict() for p in (plain, warm, adversarial))
     assert all(
         torch.equal(a[name], b[name]) for name in a
@@ -133,6 +136,9 @@ def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
     warm_logs, gan_logs = read_history(tmp_path / "warm"), read_history(tmp_path / "gan")
     assert all("train/disc" in h and "train/adv" not in h for h in warm_logs)
     assert ["train/adv" in h for h in gan_logs] == [False, False, True, True]
+    with pytest.raises(ValueError, match="disc_windows and disc_periods are both empty"):
+        train(model_cfg, replace(cfg, out_dir=str(tmp_path / "none"), disc_windows=[], disc_periods=[]))
+    assert not (tmp_path / "none").exists()  # refused before anything was written
 
 
 def test_complex_loss_sees_the_phase_that_the_magnitude_loss_does_not():
