@@ -1,6 +1,6 @@
 """Which half of the iSTFT head limits speech quality: its magnitudes or its phases?
 
-    python bench/codec_oracle.py [--codec codec/weights/default] [--limit 20] [--num-codebooks 12]
+    python bench/codec_oracle.py [--codec codec/weights/default] [--limit 20] [--num-codebooks 3,12]
 
 For test-split speech items (first ``--crop-seconds``), the decoder's predicted STFT (the head's
 magnitudes and phases on its own frames: n_fft, hop) is overlap-added four ways: as the codec does
@@ -43,59 +43,71 @@ def overlap_add(head: ISTFTHead, mag: torch.Tensor, phase: torch.Tensor) -> torc
     return head.synthesize(torch.log(mag.clamp(min=1e-12)), phase, torch.ones(1, 1, mag.shape[1]))
 
 
+def four_ways(model: torch.nn.Module, head: ISTFTHead, x: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """The codec's output at ``k`` codebooks and the three re-syntheses of `WAYS`, each ``[1, S]``."""
+    captured: list[torch.Tensor] = []
+    hook = head.out.register_forward_hook(lambda _m, _i, out, into=captured: into.append(out))
+    with torch.no_grad():
+        y = model(x, num_codebooks=k).wav
+    hook.remove()
+    log_mag, phase = captured[0].float().chunk(2, dim=-1)
+    T = log_mag.shape[1]
+    padded = F.pad(x, (head.left, head.n_fft - head.hop - head.left))
+    true = torch.stft(padded, head.n_fft, head.hop, window=head.window, center=False, return_complex=True)
+    true = true[..., :T].transpose(1, 2)  # (1, T, F) on the head's frames
+    mag = torch.exp(log_mag).clamp(max=1e2)
+    with torch.no_grad():
+        return [
+            y,
+            overlap_add(head, mag, true.angle()),
+            overlap_add(head, true.abs(), phase),
+            overlap_add(head, true.abs(), true.angle()),
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--codec", default=str(ROOT / "codec" / "weights" / "default"))
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--crop-seconds", type=float, default=6.0)
-    parser.add_argument("--num-codebooks", type=int, default=12)
+    parser.add_argument("--num-codebooks", default="3,12", help="comma-separated codebook counts")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--title", default="Codec diagnosis: magnitude vs phase", help="BENCHMARKS.md section")
+    parser.add_argument(
+        "--title", default="Codec diagnosis: magnitude vs phase", help="BENCHMARKS.md section"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     codec = AudiotokCodec.from_pretrained(args.codec)
     model, head = codec.model, codec.model.head
+    ks = [int(k) for k in args.num_codebooks.split(",")]
     rows = test_rows(args.corpus, "speech", args.limit)
-    scores = {w: [] for w in WAYS}
+    scores: dict[tuple[int, str], list] = {(k, w): [] for k in ks for w in WAYS}
     for r in rows:
         wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
         x = resample(
             torch.from_numpy(wav.mean(axis=1)[: int(args.crop_seconds * sr)])[None], sr, codec.sample_rate
         )
         x = x[:, : x.shape[-1] // head.hop * head.hop]
-        captured: list[torch.Tensor] = []
-        hook = head.out.register_forward_hook(lambda _m, _i, out, into=captured: into.append(out))
-        with torch.no_grad():
-            y = model(x, num_codebooks=args.num_codebooks).wav
-        hook.remove()
-        log_mag, phase = captured[0].float().chunk(2, dim=-1)
-        T = log_mag.shape[1]
-        padded = F.pad(x, (head.left, head.n_fft - head.hop - head.left))
-        true = torch.stft(padded, head.n_fft, head.hop, window=head.window, center=False, return_complex=True)
-        true = true[..., :T].transpose(1, 2)  # (1, T, F) on the head's frames
-        mag = torch.exp(log_mag).clamp(max=1e2)
-        with torch.no_grad():
-            outs = [
-                y,
-                overlap_add(head, mag, true.angle()),
-                overlap_add(head, true.abs(), phase),
-                overlap_add(head, true.abs(), true.angle()),
-            ]
-        for way, out in zip(WAYS, outs):
-            ref, deg = x[0], out[0, : x.shape[-1]]
-            scores[way].append((pesq_wb(ref, deg), stoi(ref, deg)))
+        for k in ks:
+            for way, out in zip(WAYS, four_ways(model, head, x, k)):
+                ref, deg = x[0], out[0, : x.shape[-1]]
+                scores[k, way].append((pesq_wb(ref, deg), stoi(ref, deg)))
     lines = [
-        f"Codec `{codec.codec_id}`, {args.num_codebooks} codebooks; {len(rows)} speech items of the `{args.corpus}` test split,"
-        f" first {args.crop_seconds:g} s each; the head's frames (n_fft {head.n_fft}, hop {head.hop}) overlap-added four ways. Means.",
+        f"Codec `{codec.codec_id}`; {len(rows)} speech items of the `{args.corpus}` test split, first"
+        f" {args.crop_seconds:g} s each; the head's frames (n_fft {head.n_fft}, hop {head.hop}) overlap-added"
+        " four ways, at each codebook count k. Means. The last row does not depend on k: a check of the synthesis.",
         "",
-        "| synthesis | PESQ-WB ↑ | STOI ↑ |",
-        "|---|---|---|",
+        "| synthesis | " + " | ".join(f"k={k} PESQ-WB ↑ | k={k} STOI ↑" for k in ks) + " |",
+        "|---|" + "---|---|" * len(ks),
     ]
     for way in WAYS:
-        p, s = np.nanmean(np.array(scores[way], dtype=float), axis=0)
-        lines.append(f"| {way} | {p:.2f} | {s:.3f} |")
+        cells = []
+        for k in ks:
+            p, s = np.nanmean(np.array(scores[k, way], dtype=float), axis=0)
+            cells.append(f"{p:.2f} | {s:.3f}")
+        lines.append(f"| {way} | " + " | ".join(cells) + " |")
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
