@@ -1,13 +1,15 @@
-"""Training-step time of the shipped codec with the mel and STFT losses computed apart or sharing spectra.
+"""Training-step time of the shipped codec: losses apart or sharing spectra, fp32 or bf16 autocast.
 
     python bench/train_step_speed.py [--threads 2] [--steps 12]
 
 One generator step of the CPU recipe (batch 12 x 1 s of noise-and-chirp audio, reconstruction losses
 only, AdamW) with ``MultiResolutionMelLoss`` and ``MultiResolutionSTFTLoss`` called one after the other
 (every STFT taken twice where their window sizes overlap) against ``ReconstructionLoss`` (one STFT per
-window size and signal). The two arms alternate step by step in one process, on a copy of the same
-weights each, so machine noise falls on both; the section quotes medians and their ratio. Writes
-BENCHMARKS.md "Training step: shared loss spectra".
+window size and signal), and the latter again under bf16 autocast (``train.mixed_precision: bf16``;
+the quantizer stays fp32). The arms alternate step by step in one process, on a copy of the same
+weights each, so machine noise falls on all; the section quotes medians and their ratios, and each
+arm's mean train mel so a precision loss would show. Writes BENCHMARKS.md "Training step: shared loss
+spectra and bf16".
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ def main() -> None:
     mel, stft = MultiResolutionMelLoss(base.config.sample_rate), MultiResolutionSTFTLoss()
     shared = ReconstructionLoss(mel, stft)
     arms = {
-        "apart": (copy.deepcopy(base), lambda p, t: (mel(p, t), stft(p, t))),
-        "shared": (copy.deepcopy(base), shared),
+        "apart, fp32": (copy.deepcopy(base), lambda p, t: (mel(p, t), stft(p, t))),
+        "shared, fp32": (copy.deepcopy(base), shared),
+        "shared, bf16 autocast": (copy.deepcopy(base), shared),
     }
+    mels: dict[str, list[float]] = {name: [] for name in arms}
     optims = {name: torch.optim.AdamW(model.parameters(), 3e-4) for name, (model, _) in arms.items()}
     wav = batch(args.batch, base.config.sample_rate)
     times: dict[str, list[float]] = {name: [] for name in arms}
@@ -58,7 +62,8 @@ def main() -> None:
         for name, (model, losses) in arms.items():
             torch.manual_seed(step)  # the same quantizer dropout in both arms
             start = time.perf_counter()
-            rec = model(wav).wav
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in name):
+                rec = model(wav).wav
             mark = time.perf_counter()
             m, s = losses(rec, wav)
             total = 15 * m + 2 * s
@@ -69,23 +74,30 @@ def main() -> None:
             if step:  # the first step of each arm warms up
                 times[name].append(end - start)
                 loss_times[name].append(end - mark)
+                mels[name].append(float(m))
     med = {name: statistics.median(v) for name, v in times.items()}
     med_loss = {name: statistics.median(v) for name, v in loss_times.items()}
+    base_time = med["apart, fp32"]
     body = "\n".join(
         [
-            f"Batch {args.batch} x 1 s, {args.threads} threads, {args.steps} timed steps per arm, arms alternating.",
+            f"Batch {args.batch} x 1 s, {args.threads} threads, {args.steps} timed steps per arm, arms alternating,"
+            " each arm training its own copy of the shipped weights on the same batch.",
             "",
-            "| losses | step median (s) | loss + backward + AdamW median (s) |",
-            "|---|---|---|",
-            *(f"| {name} | {med[name]:.3f} | {med_loss[name]:.3f} |" for name in arms),
+            "| arm | step median (s) | x the first arm | loss + backward + AdamW median (s) | mean train mel |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {med[name]:.3f} | {med[name] / base_time:.3f} | {med_loss[name]:.3f}"
+                f" | {statistics.fmean(mels[name]):.4f} |"
+                for name in arms
+            ),
             "",
-            f"Shared spectra take {med['shared'] / med['apart']:.3f}x the step time of separate losses "
-            f"({100 * (1 - med['shared'] / med['apart']):.1f}% saved); the loss values are the same "
-            "(tests/codec/test_train.py checks values and gradients).",
+            "Shared spectra give the same loss values as separate losses (tests/codec/test_train.py checks"
+            " values and gradients). bf16 autocast runs the encoder, decoder and head in bf16 on CPUs with"
+            " AVX512-BF16, with the quantizer and the losses in fp32.",
         ]
     )
     print(body)
-    update_section("Training step: shared loss spectra", body)
+    update_section("Training step: shared loss spectra and bf16", body)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,9 @@ class CodecModel(nn.Module):
         """Training pass on equal-length segments ``[B, S]`` (S a multiple of hop)."""
         frames = torch.full((wav.shape[0],), wav.shape[-1] // self.config.hop_length, device=wav.device)
         latents = self.encode_latents(wav, frames)
-        rvq = self.quantizer(latents, num_codebooks)
+        # Nearest-code search in fp32 even under mixed precision: bf16 cosines would tie and flip codes.
+        with torch.autocast(wav.device.type, enabled=False):
+            rvq = self.quantizer(latents.float(), num_codebooks)
         return CodecOutput(wav=self.decode_latents(rvq.quantized, frames)[:, : wav.shape[-1]], latents=latents, rvq=rvq)
 
 

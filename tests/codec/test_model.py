@@ -176,3 +176,15 @@ def test_encoding_runs_in_full_fp32_and_restores_the_settings(monkeypatch):
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_training_pass_under_bf16_autocast_quantizes_in_fp32():
+    model = tiny_codec().model.train()
+    seen: list[torch.dtype] = []
+    model.quantizer.stages[0].in_proj.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = model(chirp(0.4)[None])
+    assert seen == [torch.float32] and result.rvq.quantized.dtype == torch.float32
+    assert result.wav.dtype == torch.float32 and torch.isfinite(result.wav).all()
+    result.wav.pow(2).mean().backward()  # and the mixed-precision graph trains
+    assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
