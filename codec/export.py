@@ -32,14 +32,18 @@ def export_run(
     model.load_state_dict(state["model"])
     step = int(state["step"])
     extra = stage_record(run_dir, step, run_config["train"], run_config.get("device", "unrecorded"))
-    extra["checkpoint"] = ckpt.name
+    # Where this export came from belongs to its own stage: in a multi-stage codec, to the last entry
+    # of `stages` (the top level then describes the codec as a whole).
+    own = extra["stages"][-1] if "stages" in extra else extra
+    own["checkpoint"] = ckpt.name
+    corpus_hours_file = Path(run_config["train"]["data_dir"]) / "hours.json"
+    corpus_hours = json.loads(corpus_hours_file.read_text()) if corpus_hours_file.is_file() else None
+    if corpus_hours is not None:
+        own["corpus_hours"] = corpus_hours
     extra["recipe"] = "RECIPE.md"
-    corpus_hours = Path(run_config["train"]["data_dir"]) / "hours.json"
-    if corpus_hours.is_file():
-        extra["corpus_hours"] = json.loads(corpus_hours.read_text())
     save_codec(model, out, name=name, extra=extra)
     stage = len(extra.get("stages", [])) or 1
-    write_recipe(Path(out), run_dir, run_config, step, extra.get("corpus_hours"), stage)
+    write_recipe(Path(out), run_dir, run_config, step, corpus_hours, stage)
     return Path(out)
 
 

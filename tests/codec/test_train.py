@@ -231,6 +231,8 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
         meta = json.loads((Path(folder) / "config.json").read_text())
         assert [s["steps"] for s in meta["stages"]] == [3, 2] and meta["trained_steps"] == 5
         assert meta["stages"][1]["train"]["lambda_phase"] == 1.0 and "CPU" in meta["stages"][1]["device"]
+    # codec.export files the checkpoint it read under its own stage, not over the codec as a whole.
+    assert meta["stages"][1]["checkpoint"] == "step-0000002.pt" and "checkpoint" not in meta
     # The export added its stage to the recipe already there, after stage 1 and before the rest.
     recipe = (tmp_path / "exported" / "RECIPE.md").read_text()
     heads = [line for line in recipe.splitlines() if line.startswith("## ")]
