@@ -44,6 +44,8 @@ bench: $(STAMP)
 	if [ -f data/unseen/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen \
 		--limit 100 --title "Codec quality on unseen real speech (ktuberling-data)"; \
 	else echo "run make unseen first for the unseen-speech table"; fi
+	$(BIN)/python bench/codec_oracle.py
+	$(BIN)/python bench/train_step_speed.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
