@@ -22,7 +22,7 @@ Design:
   every rank scans the same sorted input list and takes files ``rank, rank + world, ...``; item ids are
   decided from the full list, so they do not depend on the number of ranks. Rank 0 creates the store,
   the others wait for it; each rank writes its own shards and manifest (writer tag ``r<rank>``), which
-  `TokenStore.open` unions: no merge step is needed.
+  `TokenStore.open` unions: no merge step is needed (codec/ranks.py).
 * **Resume.** A file whose content hash is already stored is skipped, whatever its path. The store's
   append is crash safe (codec/store.py), so a rerun after ``kill -9`` finishes the job.
 * **Bad input.** Every problem with an input becomes one line on stderr naming the file and a row in the
@@ -47,13 +47,10 @@ import torch
 
 from codec.audio import AudioError, InputFile, display_path, iter_audio_blocks
 from codec.cli import default_jobs  # defined there: the CLI needs it for --help without importing torch
+from codec.ranks import RankContext, TokenizeUsageError, open_or_create_store, wait_for_meta
 from codec.reader import Prepared, ReadOptions, read_ahead
-from codec.store import StoreError, StoreMeta, TokenStore
+from codec.store import TokenStore
 from codec.streaming import ChunkedStreamEncoder, encode_blocks, in_background, supports_streaming
-
-
-class TokenizeUsageError(ValueError):
-    """The run cannot start (store of another codec, bad option); the CLI prints it as a usage error."""
 
 
 @dataclass
@@ -102,103 +99,6 @@ def report_failure(path: str, message: str) -> None:
     name = display_path(path)
     reason = message[len(name) + 2 :] if message.startswith(name + ": ") else message
     tqdm.write(f"audiotok: skipped {name}: {reason}", file=sys.stderr)
-
-
-# ------------------------------------------------------------------------------- distributed context
-@dataclass
-class RankContext:
-    """This process's place in a multi-process run, from the launcher's environment variables."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @staticmethod
-    def from_env() -> RankContext:
-        env = os.environ
-        ctx = RankContext(
-            int(env.get("RANK", 0) or 0),
-            int(env.get("WORLD_SIZE", 1) or 1),
-            int(env.get("LOCAL_RANK", 0) or 0),
-        )
-        if not 0 <= ctx.rank < ctx.world_size:
-            raise TokenizeUsageError(
-                f"RANK={ctx.rank} is outside WORLD_SIZE={ctx.world_size}; check the launcher."
-            )
-        return ctx
-
-    @property
-    def writer(self) -> str:
-        return f"r{self.rank}"
-
-    def share(self, n: int) -> range:
-        """Indexes of this rank's inputs among ``n`` sorted ones (round robin: lengths stay balanced)."""
-        return range(self.rank, n, self.world_size)
-
-    def init_process_group(self) -> bool:
-        """Join the launcher's gloo group when one is described (MASTER_ADDR set); True if joined."""
-        import torch.distributed as dist
-
-        if self.world_size == 1 or not dist.is_available() or "MASTER_ADDR" not in os.environ:
-            return False
-        if not dist.is_initialized():
-            from datetime import timedelta
-
-            dist.init_process_group("gloo", timeout=timedelta(hours=6))
-            self.owns_group = True
-        return True
-
-    def close(self) -> None:
-        """Leave the process group if `init_process_group` made it."""
-        if getattr(self, "owns_group", False):
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.owns_group = False
-
-
-def _wait_for_meta(path: Path, timeout_s: float = 600.0) -> None:
-    """Ranks > 0 without a process group: poll until rank 0 has created the store."""
-    deadline = time.monotonic() + timeout_s
-    while not (path / "meta.json").is_file():
-        if time.monotonic() > deadline:
-            raise TokenizeUsageError(f"{path}: rank 0 did not create the store within {timeout_s:.0f} s.")
-        time.sleep(0.1)
-
-
-def open_or_create_store(
-    path: str | os.PathLike, codec: Any, num_codebooks: int, codec_spec: str | None, writer: str = "r0"
-) -> TokenStore:
-    """Open the store at ``path`` for appending as ``writer``, creating it for ``codec`` if absent.
-
-    Raises `TokenizeUsageError` if it holds another codec's codes or another K, or is not a store.
-    """
-    path = Path(path)
-    try:
-        if not (path / "meta.json").exists():
-            if codec_spec and os.path.exists(codec_spec):
-                codec_spec = os.path.abspath(codec_spec)  # so decode finds it from any working directory
-            meta = StoreMeta(
-                codec_id=codec.codec_id,
-                sample_rate=int(codec.sample_rate),
-                frame_rate=codec.frame_rate,
-                num_codebooks=num_codebooks,
-                codebook_size=int(codec.codebook_size),
-                codec=codec_spec or "default",
-            )
-            return TokenStore.create(path, meta, writer=writer)
-        store = TokenStore.open(path, mode="a", writer=writer)
-    except StoreError as e:
-        raise TokenizeUsageError(str(e)) from None
-    meta = store.meta
-    if meta.codec_id != codec.codec_id or meta.num_codebooks != num_codebooks:
-        store.close()
-        raise TokenizeUsageError(
-            f"{path} holds codes of codec {meta.codec_id} with K={meta.num_codebooks}, not "
-            f"{codec.codec_id} with K={num_codebooks}; pass the same --codec and --num-codebooks "
-            "or choose a new store."
-        )
-    return store
 
 
 # --------------------------------------------------------------------------------------- the loop
@@ -534,7 +434,7 @@ def tokenize(
 
         dist.barrier()  # rank 0 made meta.json; a failure there ends the launch (others exit with it)
     elif ctx.rank > 0:
-        _wait_for_meta(output)
+        wait_for_meta(output)
     if store is None:
         store = open_or_create_store(output, codec, num_codebooks, options.codec_spec, ctx.writer)
     mine = list(ctx.share(len(files)))
