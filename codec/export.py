@@ -123,6 +123,22 @@ def recipe_facts(run_dir: Path, run_config: dict, step: int, corpus_hours: dict 
     return lines
 
 
+def export_discriminator(run_dir: str | Path, path: str | Path, checkpoint: str | None = None) -> Path:
+    """The discriminators of a run's newest (or given) checkpoint as fp16 safetensors, for a later
+    adversarial stage to start from (``train.init_disc_from``) instead of from scratch."""
+    from safetensors.torch import save_file
+
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint found in {run_dir}/checkpoints; train first")
+    disc = torch.load(ckpt, map_location="cpu", weights_only=True)["disc"]
+    if not disc:
+        raise ValueError(f"{ckpt} holds no discriminator weights")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in disc.items()}, str(path))
+    return Path(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Export a codec training run as fp16 safetensors + config.json."
@@ -131,8 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder to write (e.g. codec/weights/default)")
     parser.add_argument("--checkpoint", help="a specific checkpoint file instead of the newest")
     parser.add_argument("--name", default="audiotok", help="codec name used in codec_id")
+    parser.add_argument("--disc", help="also write the discriminators here (fp16 safetensors)")
     args = parser.parse_args(argv)
     print(f"exported to {export_run(args.run, args.out, args.name, args.checkpoint)}")
+    if args.disc:
+        print(f"discriminators to {export_discriminator(args.run, args.disc, args.checkpoint)}")
 
 
 if __name__ == "__main__":

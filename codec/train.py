@@ -64,6 +64,9 @@ class TrainConfig:
     disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
     # Complex-spectrogram discriminators' window sizes; [] leaves only the period ones (far cheaper on a CPU).
     disc_windows: list = field(default_factory=lambda: [256, 512, 1024])
+    # Discriminator weights to start from (``python -m codec.export RUN --disc FILE``; the same
+    # disc_windows, disc_periods and disc_channels); ignored when resuming.
+    init_disc_from: str = ""
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
     # Let init_from have fewer encoder/decoder blocks than this model: the extra blocks start as the
     # identity (layer scale 0), so training starts from exactly the init's function with more capacity.
@@ -354,6 +357,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         if accelerator.is_main_process:  # the stages before this run, kept here in case init_from changes
             (out / LINEAGE).write_text(json.dumps(prior_stages(cfg.init_from), indent=2) + "\n")
         accelerator.print(f"initialised the codec from {cfg.init_from}")
+    if resume is None and cfg.init_disc_from:
+        disc.load_state_dict(initial_discriminator(cfg.init_disc_from, disc))
+        accelerator.print(f"initialised the discriminators from {cfg.init_disc_from}")
 
     model, disc, opt_g, opt_d, mel_loss, stft_loss = accelerator.prepare(
         model, disc, opt_g, opt_d, mel_loss, stft_loss
@@ -493,6 +499,25 @@ def stage_record(run_dir: str | Path, step: int, train_cfg: dict, device: str) -
         return {"trained_steps": step, "train": train_cfg}
     stages = stages + [{"steps": step, "device": device, "train": train_cfg}]
     return {"trained_steps": sum(int(s["steps"]) for s in stages), "stages": stages}
+
+
+def initial_discriminator(path: str | Path, disc: nn.Module) -> dict[str, torch.Tensor]:
+    """The fp32 state dict in the safetensors file ``path``, checked against ``disc``'s names and shapes."""
+    from safetensors.torch import load_file
+
+    theirs = {k: v.float() for k, v in load_file(str(path)).items()}
+    ours = disc.state_dict()
+    mismatched = sorted(
+        k
+        for k in ours.keys() | theirs.keys()
+        if k not in theirs or k not in ours or theirs[k].shape != ours[k].shape
+    )
+    if mismatched:
+        raise ValueError(
+            f"{path} does not fit this run's discriminators ({len(mismatched)} tensors differ, e.g."
+            f" {mismatched[0]}); use the disc_windows, disc_periods and disc_channels of the run that made it"
+        )
+    return theirs
 
 
 def initial_weights(

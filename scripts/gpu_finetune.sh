@@ -8,7 +8,7 @@
 # 2. The run's schedule length is set from it (--steps), so warm-up and cosine decay end inside
 #    TRAIN_SECONDS; train.time_limit_minutes (budget + 1 min) is only a backstop.
 # 3. $OUT receives the fp16 export (config.json, model.safetensors), history.jsonl, the logs and the
-#    discriminator in fp16 (disc.safetensors) so a later run can continue adversarial training, and
+#    discriminators in fp16 (disc.safetensors: train.init_disc_from of a later adversarial run), and
 #    cuda_check.json (bench/codec_cuda.py: CPU vs CUDA codes and decode, CUDA speed).
 # Data: a pack from scripts/pack_corpus.py (the machine cannot build the corpus).
 set -euo pipefail
@@ -39,13 +39,9 @@ echo "schedule: $STEPS steps in about $TRAIN_SECONDS s (backstop $LIMIT min)" | 
 python3 -m codec.train --config "$CONFIG" --data "$DATA" --out "$RUN" --steps "$STEPS" --time-limit "$LIMIT" $EXTRA 2>&1 | tee -a "$OUT/train.log"
 cp "$RUN/export/model.safetensors" "$RUN/export/config.json" "$RUN/history.jsonl" "$OUT/"
 python3 -c "
-import sys, torch
-from pathlib import Path
-from safetensors.torch import save_file
-ckpt = sorted(Path(sys.argv[1]).glob('checkpoints/step-*.pt'))[-1]
-disc = torch.load(ckpt, map_location='cpu', weights_only=True)['disc']
-save_file({k: v.half().contiguous() for k, v in disc.items()}, sys.argv[2])
-print('saved the discriminator of', ckpt)" "$RUN" "$OUT/disc.safetensors"
+import sys
+from codec.export import export_discriminator
+print('saved the discriminators to', export_discriminator(sys.argv[1], sys.argv[2]))" "$RUN" "$OUT/disc.safetensors"
 # CUDA correctness and speed of the result (not fatal: the weights above are what matters).
 python3 bench/codec_cuda.py --codec "$RUN/export" --json "$OUT/cuda_check.json" >/dev/null 2>>"$OUT/train.log" || echo "cuda check failed"
 cat "$OUT/cuda_check.json" || true

@@ -12,16 +12,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.export import export_run
+from codec.export import export_discriminator, export_run
 from codec.losses import (
     MultiResolutionComplexLoss,
+    MultiResolutionDiscriminator,
     MultiResolutionMelLoss,
     MultiResolutionPhaseDerivativeLoss,
     MultiResolutionSTFTLoss,
     ReconstructionLoss,
 )
 from codec.model import AudiotokCodec
-from codec.train import ClipBank, CodebookHealth, load_config, train
+from codec.train import ClipBank, CodebookHealth, initial_discriminator, load_config, train
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
 
@@ -139,6 +140,30 @@ def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
     with pytest.raises(ValueError, match="disc_windows and disc_periods are both empty"):
         train(model_cfg, replace(cfg, out_dir=str(tmp_path / "none"), disc_windows=[], disc_periods=[]))
     assert not (tmp_path / "none").exists()  # refused before anything was written
+
+
+def test_a_later_adversarial_stage_starts_from_exported_discriminators(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    periods = dict(disc_windows=[], disc_periods=[2, 3], gan_start_step=0)
+    cfg = replace(cfg, data_dir=str(corpus), steps=2, ckpt_every=2, log_every=1, eval_every=2, **periods)
+    train(model_cfg, replace(cfg, out_dir=str(tmp_path / "first")))
+    disc_file = export_discriminator(tmp_path / "first", tmp_path / "disc.safetensors")
+
+    # lr_disc 0: the second run's one step must leave exactly the loaded (fp16-rounded) weights.
+    train(
+        model_cfg,
+        replace(cfg, out_dir=str(tmp_path / "second"), steps=1, lr_disc=0.0, init_disc_from=str(disc_file)),
+    )
+    first = torch.load(tmp_path / "first" / "checkpoints" / "step-0000002.pt", weights_only=True)["disc"]
+    second = torch.load(tmp_path / "second" / "checkpoints" / "step-0000001.pt", weights_only=True)["disc"]
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k].half().float(), second[k]) for k in first)
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # fp16 on disk: rounded, as documented
+
+    with pytest.raises(ValueError, match="does not fit this run's discriminators"):
+        initial_discriminator(disc_file, MultiResolutionDiscriminator((), 4, (2, 3, 5)))
 
 
 def test_complex_loss_sees_the_phase_that_the_magnitude_loss_does_not():
