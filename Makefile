@@ -30,10 +30,13 @@ data: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[data]'
 	$(BIN)/audiotok data build --out data/corpus
 
-# Real voices no corpus source overlaps (Debian ktuberling-data), for the codec's out-of-domain check.
+# Real voices the corpus never trains on, for the codec's out-of-domain check: single words (Debian
+# ktuberling-data) and acted sentences (the Dutch dub of Fish Fillets NG; the corpus has its Czech one).
 unseen: $(STAMP)
 	test -d /usr/share/ktuberling/sounds || (apt-get update -q && apt-get install -y -q --no-install-recommends ktuberling-data)
 	$(BIN)/python -m eval.unseen --out data/unseen
+	test -d /usr/share/games/fillets-ng/sound/briefcase/nl || (apt-get update -q && apt-get install -y -q --no-install-recommends fillets-ng-data-nl)
+	$(BIN)/python -m eval.unseen --set fillets-nl --out data/unseen-fillets
 
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
@@ -44,6 +47,8 @@ bench: $(STAMP)
 	if [ -f data/unseen/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen \
 		--limit 100 --title "Codec quality on unseen real speech (ktuberling-data)"; \
 	else echo "run make unseen first for the unseen-speech table"; fi
+	if [ -f data/unseen-fillets/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-fillets \
+		--limit 160 --title "Codec quality on unseen acted sentences (fillets-ng-data-nl)"; fi
 	$(BIN)/python bench/codec_oracle.py
 	$(BIN)/python bench/train_step_speed.py
 

@@ -56,7 +56,7 @@ SILENCE_DBFS = -50.0
 MANIFEST_NAME = "manifest.jsonl"
 KINDS = ("speech", "music", "sfx")
 SPLITS = ("train", "valid", "test")
-DEFAULT_MAX_HOURS = {"speech": 6.0, "music": 3.0, "sfx": 1.5}
+DEFAULT_MAX_HOURS = {"speech": 8.0, "music": 3.0, "sfx": 1.5}
 MAX_WORKERS = 2
 
 
@@ -247,7 +247,7 @@ def process_job(job: dict) -> list[dict]:
     wav = trim_silence(wav)
     if job.get("max_seconds"):
         wav = wav[: int(job["max_seconds"] * SAMPLE_RATE)]
-    split = split_for_source(job["source_id"])
+    split = job.get("split") or split_for_source(job["source_id"])  # a source held out elsewhere: "train"
     out_dir = Path(job["out"])
     rel_dir = Path(job["kind"]) / job["stage"] / split
     (out_dir / rel_dir).mkdir(parents=True, exist_ok=True)

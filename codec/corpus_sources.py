@@ -4,7 +4,9 @@ Each ``Stage`` lists its jobs (one per source recording or synthesized utterance
 a job into audio). Sources, in build order (so usable speech exists first):
 
 - speech, real: ``tuxpaint-stamps-default`` (spoken stamp descriptions, ~10 languages, transcript in each
-  stamp's ``.txt``), ``klettres-data`` (native speakers reading letters and syllables);
+  stamp's ``.txt``), ``klettres-data`` (native speakers reading letters and syllables), Fish Fillets NG's
+  acted dialogue (``fillets-ng-data-cs`` and the English lines of ``fillets-ng-data``: whole sentences by
+  voice actors; all train, since its Dutch dub, ``fillets-ng-data-nl``, is an unseen test set: eval.unseen);
 - speech, synthetic with exact text: ``espeak-ng`` (many languages, voice variants, rates and pitches),
   ``flite`` (four English voices), ``festival`` voices when installed;
 - music: music21's corpus converted to MIDI (random General MIDI programs per part) and rendered by the
@@ -93,6 +95,10 @@ KNOWN_LICENSES = {
     "festvox-kdlpc16k": "Festvox (permissive, CSTR/CMU)",
     "wesnoth-1.16-data": "GPL-2",
     "pingus-data": "GPL-2+",
+    # "version 2 dated June, 1991" (the data; the engine's code is GPL-2+).
+    "fillets-ng-data": "GPL-2",
+    "fillets-ng-data-cs": "GPL-2",
+    "fillets-ng-data-nl": "GPL-2",
     # The Files: * paragraph (LGPL-2.1+) covers the engine; the sounds are CC-BY-SA-3.0 except a few CC0 ones.
     "minetest-data": "CC-BY-SA-3.0 (sounds; a few CC0-1.0/CC-BY-3.0, see its copyright file)",
 }
@@ -249,6 +255,34 @@ def klettres_jobs() -> list[dict]:
                     jobs.append(_base("klettres", "speech", "klettres-data", str(path), loader="file",
                                       input=str(path), text=snd.get("name"), language=lang,
                                       original=str(path)))  # fmt: skip
+    return jobs
+
+
+FILLETS = "/usr/share/games/fillets-ng"
+FILLETS_TRAIN_LANGUAGES = {"cs": "fillets-ng-data-cs", "en": "fillets-ng-data"}  # nl: eval.unseen's test set
+
+
+def _fillets_english_lines(root: Path) -> dict[tuple[str, str], str]:
+    """(level, dialog id) -> English text, from each level's ``dialogs_en.lua`` (``dialogId(id, font, text)``)."""
+    lines = {}
+    for lua in sorted(root.glob("script/*/dialogs_en.lua")):
+        text = lua.read_text(encoding="utf-8", errors="replace")
+        for m in re.finditer(r'dialogId\("([^"]+)",\s*"[^"]*",\s*"((?:[^"\\]|\\.)*)"\)', text):
+            lines[lua.parent.name, m.group(1)] = m.group(2)
+    return lines
+
+
+def fillets_jobs(root: str | Path = FILLETS) -> list[dict]:
+    """Fish Fillets NG's voiced dialogue lines (``sound/<level>/<language>/<id>.ogg``) in the train languages."""
+    root = Path(root)
+    english = _fillets_english_lines(root)
+    jobs = []
+    for language, package in FILLETS_TRAIN_LANGUAGES.items():
+        for path in sorted(root.glob(f"sound/*/{language}/*.ogg")):
+            level = path.parent.parent.name
+            text = english.get((level, path.stem)) if language == "en" else None
+            jobs.append(_base("fillets", "speech", package, str(path), loader="file", input=str(path),
+                              text=text, language=language, original=str(path), split="train"))  # fmt: skip
     return jobs
 
 
@@ -426,6 +460,7 @@ def stages() -> list[Stage]:
     return [
         Stage("tuxpaint", "speech", ["tuxpaint-stamps-default"], tuxpaint_speech_jobs),
         Stage("klettres", "speech", ["klettres-data"], klettres_jobs),
+        Stage("fillets", "speech", ["fillets-ng-data-cs", "fillets-ng-data"], fillets_jobs, share=0.3),
         Stage("espeak", "speech", ["espeak-ng"], espeak_jobs, share=0.25),
         Stage("flite", "speech", ["flite"], flite_jobs, share=0.12),
         Stage("festival", "speech", ["festival", *FESTIVAL_VOICES], festival_jobs, share=0.08),

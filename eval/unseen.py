@@ -1,64 +1,120 @@
-"""A speech test set the codec never trained on: real human voices from Debian ``ktuberling-data``.
+"""Speech test sets the codec never trained on: real human voices from Debian packages.
 
-KTuberling (KDE's stamp toy) names its stamps aloud: about 1,400 short recordings of single words by
-volunteers in 15 languages (GPL-2+), recorded on their own equipment at 22.05 or 44.1 kHz. No source
-of the training corpus (``audiotok data build``) comes from it, so it checks whether the codec's figures
-on the corpus test split carry over to recordings, speakers and rooms it has not seen.
+- ``ktuberling`` (``ktuberling-data``): KDE's stamp toy names its stamps aloud, about 1,400 short
+  recordings of single words by volunteers in 15 languages (GPL-2+), recorded on their own equipment at
+  22.05 or 44.1 kHz. No source of the training corpus comes from it.
+- ``fillets-nl`` (``fillets-ng-data-nl``): the Dutch dub of the game Fish Fillets NG, about 1,500 lines
+  of acted dialogue, whole sentences (GPL-2). The corpus trains on the Czech and English lines of the
+  same game (other actors, other languages), never on the Dutch ones: the check for sentence-length,
+  conversational speech.
 
-Each item is one language's words, in sorted order, joined with short pauses until it is at least
-``seconds`` long: one speaker per item, long enough for PESQ and STOI. Identical recordings (some
-language variants ship the same files) are used once.
+Each item is one group's recordings (a ktuberling language; a Fish Fillets level), in natural sort
+order, joined with short pauses until it is at least ``seconds`` long: long enough for PESQ and STOI.
+Identical recordings (some language variants ship the same files) are used once.
 
-    python -m eval.unseen --out data/unseen    # then: audiotok eval codec data/unseen
+    python -m eval.unseen --out data/unseen                                  # ktuberling
+    python -m eval.unseen --set fillets-nl --out data/unseen-fillets         # then: audiotok eval codec DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-KTUBERLING = Path("/usr/share/ktuberling/sounds")
-INSTALL_HINT = "install it with `apt-get install ktuberling-data` (as root) or pass --source"
+
+def natural_key(path: Path) -> list:
+    """help2 before help10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _recordings(folder: Path, key: Callable[[Path], object]) -> list[Path]:
+    return sorted(list(folder.glob("*.ogg")) + list(folder.glob("*.wav")), key=key)
+
+
+def ktuberling_groups(source: Path) -> dict[str, tuple[str, list[Path]]]:
+    """Language folder -> (language, recordings by name)."""
+    return {
+        p.name: (p.name, _recordings(p, lambda f: f.name)) for p in sorted(source.iterdir()) if p.is_dir()
+    }
+
+
+def fillets_groups(source: Path) -> dict[str, tuple[str, list[Path]]]:
+    """Level -> ("nl", its Dutch lines in dialogue order: help2 before help10)."""
+    return {
+        p.parent.name: ("nl", _recordings(p, natural_key)) for p in sorted(source.glob("*/nl")) if p.is_dir()
+    }
+
+
+@dataclass(frozen=True)
+class UnseenSet:
+    package: str
+    license: str
+    source: Path  # where the package installs its recordings
+    groups: Callable[[Path], dict[str, tuple[str, list[Path]]]]  # group -> (language, recordings in order)
+    per_group: int  # default cap on items per group
+
+    @property
+    def install_hint(self) -> str:
+        return f"install it with `apt-get install {self.package}` (as root) or pass --source"
+
+
+SETS = {
+    "ktuberling": UnseenSet(
+        "ktuberling-data", "GPL-2+", Path("/usr/share/ktuberling/sounds"), ktuberling_groups, 4
+    ),
+    "fillets-nl": UnseenSet(
+        "fillets-ng-data-nl", "GPL-2", Path("/usr/share/games/fillets-ng/sound"), fillets_groups, 2
+    ),
+}
+KTUBERLING = SETS["ktuberling"].source
 
 
 def build_unseen(
     out: str | Path,
-    source: str | Path = KTUBERLING,
+    source: str | Path | None = None,
     sample_rate: int = 16000,
     seconds: float = 6.0,
-    per_language: int = 4,
+    per_group: int | None = None,
     pause: float = 0.25,
+    which: str = "ktuberling",
 ) -> list[dict]:
-    """Write ``out/<language>-<n>.wav`` and ``out/manifest.jsonl``; returns the manifest rows."""
-    from codec.audio import load_audio, sha256_file
+    """Write ``out/<group>-<n>.wav`` and ``out/manifest.jsonl`` for the set ``which``; returns the rows."""
+    from codec.audio import AudioError, load_audio, sha256_file
 
-    source, out = Path(source), Path(out)
-    languages = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
-    if not languages:
-        raise FileNotFoundError(f"{source}: no language folders of recordings; {INSTALL_HINT}")
+    spec = SETS[which]
+    source, out = Path(source or spec.source), Path(out)
+    per_group = per_group or spec.per_group
+    groups = {g: v for g, v in spec.groups(source).items() if v[1]} if source.is_dir() else {}
+    if not groups:
+        raise FileNotFoundError(f"{source}: no folders of recordings; {spec.install_hint}")
     out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     rows: list[dict] = []
     gap = np.zeros(int(pause * sample_rate), dtype=np.float32)
-    for folder in languages:
-        files = {
-            sha256_file(p): p
-            for p in sorted(folder.glob("*.ogg")) + sorted(folder.glob("*.wav"))
-        }
-        fresh = sorted((p for digest, p in files.items() if digest not in seen), key=lambda p: p.name)
-        seen.update(files)
+    for group, (language, paths) in groups.items():
+        digests = {p: sha256_file(p) for p in paths}
+        kept = {d: p for p, d in digests.items()}  # one file per content (the last of equal ones)
+        fresh = [p for p in paths if kept[digests[p]] == p and digests[p] not in seen]
+        seen.update(kept)
         words, names, length, n = [], [], 0, 0
         for path in fresh:
-            wav = load_audio(path, target_sr=sample_rate).wav[0].numpy()
+            try:
+                wav = load_audio(path, target_sr=sample_rate).wav[0].numpy()
+            except AudioError as e:  # e.g. an empty line in fillets-ng-data-nl: the item goes on without it
+                print(f"skipped {e}")
+                continue
             words += [wav, gap]
-            names.append(path.name)
+            names.append(path)
             length += len(wav) + len(gap)
             if length - len(gap) >= seconds * sample_rate:
-                name = f"{folder.name}-{n}.wav"
+                name = f"{group}-{n}.wav"
                 audio = np.concatenate(words[:-1])
                 sf.write(out / name, audio, sample_rate, subtype="PCM_16")
                 rows.append(
@@ -66,32 +122,41 @@ def build_unseen(
                         "path": name,
                         "kind": "speech",
                         "split": "test",
-                        "source": "ktuberling-data",
-                        "license": "GPL-2+",
-                        "language": folder.name,
+                        "source": spec.package,
+                        "license": spec.license,
+                        "language": language,
                         "seconds": round(len(audio) / sample_rate, 3),
-                        "original": [f"{folder.name}/{x}" for x in names],
+                        "original": [
+                            f"{path.parent.relative_to(source).as_posix()}/{path.name}" for path in names
+                        ],
                     }
                 )
                 words, names, length, n = [], [], 0, n + 1
-                if n == per_language:
+                if n == per_group:
                     break
     if not rows:
-        raise ValueError(f"{source}: no language has {seconds:g} s of recordings")
+        raise ValueError(f"{source}: no group has {seconds:g} s of recordings")
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="which", choices=sorted(SETS), default="ktuberling")
     parser.add_argument("--out", default="data/unseen", help="folder to write (default: data/unseen)")
-    parser.add_argument("--source", default=str(KTUBERLING), help="ktuberling's sounds folder")
+    parser.add_argument(
+        "--source", help="the package's recordings folder (default: where Debian installs it)"
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="minimum length of an item")
-    parser.add_argument("--per-language", type=int, default=4, help="at most this many items per language")
+    parser.add_argument("--per-group", type=int, help="at most this many items per language or level")
     args = parser.parse_args(argv)
-    rows = build_unseen(args.out, args.source, seconds=args.seconds, per_language=args.per_language)
-    languages = sorted({r["language"] for r in rows})
-    print(f"{len(rows)} items ({sum(r['seconds'] for r in rows):.0f} s) in {len(languages)} languages -> {args.out}")
+    rows = build_unseen(
+        args.out, args.source, seconds=args.seconds, per_group=args.per_group, which=args.which
+    )
+    groups = sorted({r["path"].rsplit("-", 1)[0] for r in rows})
+    print(
+        f"{len(rows)} items ({sum(r['seconds'] for r in rows):.0f} s) from {len(groups)} groups -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -141,3 +141,27 @@ def test_per_file_license_from_dep5_copyright():
     assert match(paras, "/usr/share/games/stk/data/sfx/boom.ogg") == "CC0-1.0"
     assert match(paras, "/usr/share/games/stk/data/sfx/other.ogg") == "CC-BY-SA-3.0"
     assert match(paras, "/usr/share/x/readme.txt") is None  # only ``*`` applies: the package-wide license
+
+
+def test_fillets_trains_on_czech_and_english_lines_and_keeps_dutch_out(tmp_path):
+    from codec.corpus_sources import fillets_jobs
+
+    for level, language, names in [("lvl", "cs", ["a1", "a2"]), ("lvl", "nl", ["a1"]), ("lvl", "en", ["a1"])]:
+        (tmp_path / "sound" / level / language).mkdir(parents=True)
+        for name in names:
+            corpus.write_wav(tmp_path / "sound" / level / language / f"{name}.ogg", _tone(1.0))
+    (tmp_path / "script" / "lvl").mkdir(parents=True)
+    (tmp_path / "script" / "lvl" / "dialogs_en.lua").write_text(
+        'dialogId("a1", "font_small", "Watch and \\"learn\\".")\n', encoding="utf-8"
+    )
+    jobs = fillets_jobs(tmp_path)
+    assert sorted((j["language"], j["input"].split("/sound/")[1]) for j in jobs) == [
+        ("cs", "lvl/cs/a1.ogg"), ("cs", "lvl/cs/a2.ogg"), ("en", "lvl/en/a1.ogg")
+    ]  # fmt: skip
+    assert {(j["kind"], j["license"], j["split"]) for j in jobs} == {("speech", "GPL-2", "train")}
+    english = next(j for j in jobs if j["language"] == "en")
+    assert english["text"] == 'Watch and \\"learn\\".' and english["package"] == "fillets-ng-data"
+    # The builder honours a job's own split: every clip of the source goes to train.
+    job = {**english, "input": str(tmp_path / "sound" / "lvl" / "en" / "a1.ogg"), "out": str(tmp_path / "out")}
+    rows = corpus.process_job(job)
+    assert rows and {r["split"] for r in rows} == {"train"}

@@ -28,7 +28,7 @@ def test_unseen_items_join_one_languages_words_into_long_enough_clips(tmp_path):
     for f in (tmp_path / "sounds" / "de").iterdir():
         (tmp_path / "sounds" / "de@variant" / f.name).write_bytes(f.read_bytes())
 
-    rows = build_unseen(tmp_path / "out", sounds, seconds=2.5, per_language=2)
+    rows = build_unseen(tmp_path / "out", sounds, seconds=2.5, per_group=2)
     # de: 7 words -> two items of 3 words (the 7th is left over); en: one; fr: 2 words are too short.
     assert [r["path"] for r in rows] == ["de-0.wav", "de-1.wav", "en-0.wav"]
     assert rows[1]["original"] == ["de/w03.ogg", "de/w04.ogg", "de/w05.ogg"]
@@ -44,7 +44,7 @@ def test_unseen_items_join_one_languages_words_into_long_enough_clips(tmp_path):
     assert manifest == rows
     assert [p.name for p, kind in collect_items(tmp_path / "out")] == ["de-0.wav", "de-1.wav", "en-0.wav"]
 
-    again = build_unseen(tmp_path / "again", sounds, seconds=2.5, per_language=2)
+    again = build_unseen(tmp_path / "again", sounds, seconds=2.5, per_group=2)
     assert again == rows
     assert (tmp_path / "again" / "de-1.wav").read_bytes() == (tmp_path / "out" / "de-1.wav").read_bytes()
 
@@ -53,3 +53,22 @@ def test_unseen_without_the_package_says_how_to_install_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install ktuberling-data"):
         build_unseen(tmp_path / "out", tmp_path / "missing")
     assert not (tmp_path / "out").exists()
+
+
+def test_fillets_items_join_a_levels_dutch_lines_in_dialogue_order(tmp_path):
+    sound = tmp_path / "sound"
+    for level, count in {"aztec": 12, "barrel": 1}.items():
+        fake_sounds(sound / level, {"nl": count})
+        fake_sounds(sound / level, {"cs": 3})  # the training languages are not part of the set
+    (sound / "aztec" / "nl" / "w10.ogg").rename(sound / "aztec" / "nl" / "help10.ogg")
+    (sound / "aztec" / "nl" / "w02.ogg").rename(sound / "aztec" / "nl" / "help2.ogg")
+    (sound / "aztec" / "nl" / "w03.ogg").write_bytes(b"")  # a broken line is left out, not fatal
+
+    rows = build_unseen(tmp_path / "out", sound, seconds=2.5, which="fillets-nl")
+    # aztec: 11 usable lines -> at most 2 items of 3 lines; barrel: 1 line is too short.
+    assert [r["path"] for r in rows] == ["aztec-0.wav", "aztec-1.wav"]
+    assert rows[0]["original"] == ["aztec/nl/help2.ogg", "aztec/nl/help10.ogg", "aztec/nl/w00.ogg"]
+    assert rows[1]["original"] == ["aztec/nl/w01.ogg", "aztec/nl/w04.ogg", "aztec/nl/w05.ogg"]
+    assert {(r["source"], r["license"], r["language"]) for r in rows} == {("fillets-ng-data-nl", "GPL-2", "nl")}
+    with pytest.raises(FileNotFoundError, match="apt-get install fillets-ng-data-nl"):
+        build_unseen(tmp_path / "none", tmp_path / "missing", which="fillets-nl")
