@@ -48,21 +48,21 @@ def main() -> None:
     base = AudiotokCodec.from_pretrained(args.codec).model.float().train()
     mel, stft = MultiResolutionMelLoss(base.config.sample_rate), MultiResolutionSTFTLoss()
     shared = ReconstructionLoss(mel, stft)
-    arms = {
-        "apart, fp32": (copy.deepcopy(base), lambda p, t: (mel(p, t), stft(p, t))),
-        "shared, fp32": (copy.deepcopy(base), shared),
-        "shared, bf16 autocast": (copy.deepcopy(base), shared),
+    arms = {  # name -> (its own copy of the weights, losses, bf16 autocast)
+        "apart, fp32": (copy.deepcopy(base), lambda p, t: (mel(p, t), stft(p, t)), False),
+        "shared, fp32": (copy.deepcopy(base), shared, False),
+        "shared, bf16 autocast": (copy.deepcopy(base), shared, True),
     }
     mels: dict[str, list[float]] = {name: [] for name in arms}
-    optims = {name: torch.optim.AdamW(model.parameters(), 3e-4) for name, (model, _) in arms.items()}
+    optims = {name: torch.optim.AdamW(model.parameters(), 3e-4) for name, (model, _, _) in arms.items()}
     wav = batch(args.batch, base.config.sample_rate)
     times: dict[str, list[float]] = {name: [] for name in arms}
     loss_times: dict[str, list[float]] = {name: [] for name in arms}  # after the forward pass
     for step in range(args.steps + 1):
-        for name, (model, losses) in arms.items():
+        for name, (model, losses, bf16) in arms.items():
             torch.manual_seed(step)  # the same quantizer dropout in both arms
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in name):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 rec = model(wav).wav
             mark = time.perf_counter()
             m, s = losses(rec, wav)

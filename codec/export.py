@@ -19,13 +19,19 @@ from codec.model import CodecConfig, CodecModel, save_codec
 from codec.train import latest_checkpoint, stage_record
 
 
+def checkpoint_of(run_dir: str | Path, checkpoint: str | None = None) -> Path:
+    """``checkpoint`` if given, else the run's newest; one clear error when there is none."""
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint found in {run_dir}/checkpoints; train first")
+    return ckpt
+
+
 def export_run(
     run_dir: str | Path, out: str | Path, name: str = "audiotok", checkpoint: str | None = None
 ) -> Path:
     run_dir = Path(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None or not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint found in {run_dir}/checkpoints; train first")
+    ckpt = checkpoint_of(run_dir, checkpoint)
     run_config = json.loads((run_dir / "config.json").read_text())
     model = CodecModel(CodecConfig.from_dict(run_config["model"]))
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -128,9 +134,7 @@ def export_discriminator(run_dir: str | Path, path: str | Path, checkpoint: str 
     adversarial stage to start from (``train.init_disc_from``) instead of from scratch."""
     from safetensors.torch import save_file
 
-    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir) / "checkpoints")
-    if ckpt is None or not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint found in {run_dir}/checkpoints; train first")
+    ckpt = checkpoint_of(run_dir, checkpoint)
     disc = torch.load(ckpt, map_location="cpu", weights_only=True)["disc"]
     if not disc:
         raise ValueError(f"{ckpt} holds no discriminator weights")

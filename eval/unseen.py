@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from codec.corpus_sources import FILLETS  # the corpus trains on the cs/en dubs of the same game
+
 
 def natural_key(path: Path) -> list:
     """help2 before help10."""
@@ -69,11 +71,8 @@ SETS = {
     "ktuberling": UnseenSet(
         "ktuberling-data", "GPL-2+", Path("/usr/share/ktuberling/sounds"), ktuberling_groups, 4
     ),
-    "fillets-nl": UnseenSet(
-        "fillets-ng-data-nl", "GPL-2", Path("/usr/share/games/fillets-ng/sound"), fillets_groups, 2
-    ),
+    "fillets-nl": UnseenSet("fillets-ng-data-nl", "GPL-2", Path(FILLETS) / "sound", fillets_groups, 2),
 }
-KTUBERLING = SETS["ktuberling"].source
 
 
 def build_unseen(
