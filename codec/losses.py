@@ -243,19 +243,29 @@ class PeriodDiscriminator(nn.Module):
 
 class MultiResolutionDiscriminator(nn.Module):
     """Complex-spectrogram discriminators at ``windows``, plus period discriminators at ``periods``
-    (none by default). The forward pass returns one (logits, feature maps) pair per sub-discriminator."""
+    (none by default). The forward pass returns one (logits, feature maps) pair per sub-discriminator.
+    With ``fp32`` it runs in fp32 under an autocast that lowers the codec's precision."""
 
     def __init__(
-        self, windows: tuple[int, ...] = (256, 512, 1024), channels: int = 32, periods: tuple[int, ...] = ()
+        self,
+        windows: tuple[int, ...] = (256, 512, 1024),
+        channels: int = 32,
+        periods: tuple[int, ...] = (),
+        fp32: bool = False,
     ):
         super().__init__()
+        self.fp32 = fp32
         self.discriminators = nn.ModuleList(
             [SpectrogramDiscriminator(w, channels) for w in windows]
             + [PeriodDiscriminator(p, channels) for p in periods]
         )
 
     def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        return [d(wav) for d in self.discriminators]
+        if not self.fp32:
+            return [d(wav) for d in self.discriminators]
+        with torch.autocast(wav.device.type, enabled=False):
+            wav = wav.float()
+            return [d(wav) for d in self.discriminators]
 
 
 def discriminator_loss(real: list, fake: list) -> torch.Tensor:

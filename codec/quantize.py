@@ -104,6 +104,9 @@ class ResidualVectorQuantizer(nn.Module):
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
         self.quantizer_dropout = quantizer_dropout
+        # Relative odds of each stage count 1..K for an item that quantizer dropout draws (None: uniform).
+        # A training choice, not part of the model: the trainer sets it (train.quantizer_dropout_weights).
+        self.dropout_weights: torch.Tensor | None = None
         self.stages = nn.ModuleList(
             [VectorQuantizer(input_dim, codebook_size, codebook_dim) for _ in range(num_codebooks)]
         )
@@ -118,7 +121,12 @@ class ResidualVectorQuantizer(nn.Module):
         kept = torch.full((B,), k, dtype=torch.long, device=latents.device)
         if self.training and self.quantizer_dropout > 0:
             drop = torch.rand(B, device=latents.device) < self.quantizer_dropout
-            kept = torch.where(drop, torch.randint(1, k + 1, (B,), device=latents.device), kept)
+            if self.dropout_weights is None:
+                drawn = torch.randint(1, k + 1, (B,), device=latents.device)
+            else:
+                odds = self.dropout_weights[:k].to(latents.device)
+                drawn = torch.multinomial(odds, B, replacement=True) + 1
+            kept = torch.where(drop, drawn, kept)
 
         residual = latents
         quantized = torch.zeros_like(latents)

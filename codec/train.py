@@ -61,6 +61,9 @@ class TrainConfig:
     # trained generator (a GAN stage after reconstruction-only ones) before its gradients reach it.
     disc_warmup_steps: int = 0
     disc_channels: int = 24
+    # Run the discriminators in fp32 even when mixed_precision autocasts the codec (on CPUs, bf16
+    # convolutions of the discriminators were far slower than fp32 ones).
+    disc_fp32: bool = False
     disc_periods: list = field(default_factory=list)  # HiFi-GAN period discriminators, e.g. [2, 3, 5, 7, 11]
     # Complex-spectrogram discriminators' window sizes; [] leaves only the period ones (far cheaper on a CPU).
     disc_windows: list = field(default_factory=lambda: [256, 512, 1024])
@@ -82,6 +85,9 @@ class TrainConfig:
     lambda_commit: float = 0.25
     lambda_codebook: float = 1.0
     dead_code_idle_steps: int = 200
+    # Relative odds of keeping 1..num_codebooks stages for an item that quantizer dropout draws; [] =
+    # uniform. E.g. more weight on 3 stages trains the 1.5 kbps rate more often.
+    quantizer_dropout_weights: list = field(default_factory=list)
     kind_weights: dict = field(default_factory=lambda: {"speech": 0.6, "music": 0.25, "sfx": 0.15})
     # Per-source multipliers on how often a clip is drawn within its kind (manifest ``source``; missing = 1).
     source_weights: dict = field(default_factory=dict)
@@ -314,6 +320,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         raise ValueError(
             "train.gan_start_step is within the run but disc_windows and disc_periods are both empty"
         )
+    dropout_weights = quantizer_dropout_odds(cfg.quantizer_dropout_weights, model_cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -336,7 +343,10 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no effect on CPU
     torch.backends.cudnn.benchmark = torch.cuda.is_available()  # fixed training shapes
     model = CodecModel(model_cfg)
-    disc = MultiResolutionDiscriminator(tuple(cfg.disc_windows), cfg.disc_channels, tuple(cfg.disc_periods))
+    model.quantizer.dropout_weights = dropout_weights
+    disc = MultiResolutionDiscriminator(
+        tuple(cfg.disc_windows), cfg.disc_channels, tuple(cfg.disc_periods), fp32=cfg.disc_fp32
+    )
     mel_loss = MultiResolutionMelLoss(model_cfg.sample_rate)
     stft_loss = MultiResolutionSTFTLoss()
     opt_g = torch.optim.AdamW(model.parameters(), cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
@@ -518,6 +528,21 @@ def initial_discriminator(path: str | Path, disc: nn.Module) -> dict[str, torch.
             f" {mismatched[0]}); use the disc_windows, disc_periods and disc_channels of the run that made it"
         )
     return theirs
+
+
+def quantizer_dropout_odds(weights: list, model_cfg: CodecConfig) -> torch.Tensor | None:
+    """``train.quantizer_dropout_weights`` checked against the model: None (uniform) or K odds."""
+    if not weights:
+        return None
+    K = model_cfg.num_codebooks
+    if model_cfg.quantizer != "factorized":
+        raise ValueError("train.quantizer_dropout_weights needs the factorized quantizer")
+    if len(weights) != K or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(
+            f"train.quantizer_dropout_weights needs {K} odds >= 0 (one per stage count 1..{K}) with a "
+            f"positive sum, got {weights}"
+        )
+    return torch.tensor([float(w) for w in weights])
 
 
 def initial_weights(

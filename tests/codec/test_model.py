@@ -12,7 +12,7 @@ from tiny import tiny_config
 from codec.losses import MultiResolutionDiscriminator
 from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
 from codec.tokens import PAD_CODE, AudioTokens
-from codec.train import initial_weights, load_config
+from codec.train import initial_weights, load_config, quantizer_dropout_odds
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "codec").rglob("*.yaml"))
@@ -133,8 +133,12 @@ def test_every_codec_config_builds(path):
     out = model(wav)
     assert out.wav.shape == wav.shape
     assert train_cfg.batch_size > 0
+    quantizer_dropout_odds(train_cfg.quantizer_dropout_weights, model_cfg)  # raises if they do not fit
     disc = MultiResolutionDiscriminator(
-        channels=train_cfg.disc_channels, periods=tuple(train_cfg.disc_periods)
+        tuple(train_cfg.disc_windows) or (256,),
+        train_cfg.disc_channels,
+        tuple(train_cfg.disc_periods),
+        fp32=train_cfg.disc_fp32,
     )
     for logits, features in disc(torch.zeros(2, model_cfg.sample_rate // 4)):
         assert logits.shape[0] == 2 and len(features) >= 4
@@ -188,3 +192,40 @@ def test_training_pass_under_bf16_autocast_quantizes_in_fp32():
     assert result.wav.dtype == torch.float32 and torch.isfinite(result.wav).all()
     result.wav.pow(2).mean().backward()  # and the mixed-precision graph trains
     assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
+
+
+def test_quantizer_dropout_draws_stage_counts_with_the_given_odds():
+    quantizer = CodecModel(tiny_config(num_codebooks=4, quantizer_dropout=1.0)).quantizer.train()
+    latents = torch.randn(4000, 2, quantizer.stages[0].in_proj.in_features)
+    torch.manual_seed(0)
+    uniform = quantizer(latents).kept
+    assert set(uniform.tolist()) == {1, 2, 3, 4}
+    quantizer.dropout_weights = torch.tensor([0.0, 3.0, 0.0, 1.0])
+    torch.manual_seed(0)
+    kept = quantizer(latents).kept
+    assert set(kept.tolist()) == {2, 4}
+    assert 0.70 < float((kept == 2).float().mean()) < 0.80  # odds 3:1
+    quantizer.eval()  # inference keeps every requested stage whatever the odds
+    assert set(quantizer(latents[:8], num_codebooks=3).kept.tolist()) == {3}
+
+
+@pytest.mark.parametrize("weights", [[1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0, 0, 0, 0]])
+def test_bad_quantizer_dropout_weights_are_one_clear_error(weights):
+    with pytest.raises(ValueError, match="quantizer_dropout_weights needs 4 odds"):
+        quantizer_dropout_odds(weights, tiny_config(num_codebooks=4))
+    assert quantizer_dropout_odds([], tiny_config(num_codebooks=4)) is None
+
+
+def test_fp32_discriminators_ignore_a_bf16_autocast():
+    torch.manual_seed(0)
+    plain = MultiResolutionDiscriminator((256,), 4, (2, 3))
+    fp32 = MultiResolutionDiscriminator((256,), 4, (2, 3), fp32=True)
+    fp32.load_state_dict(plain.state_dict())
+    wav = chirp(0.25)[None]
+    reference = fp32(wav)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, pinned = plain(wav), fp32(wav)
+    assert any(logits.dtype == torch.bfloat16 for logits, _ in mixed)
+    for (logits, features), (ref_logits, ref_features) in zip(pinned, reference):
+        assert logits.dtype == torch.float32 and torch.equal(logits, ref_logits)
+        assert all(torch.equal(a, b) for a, b in zip(features, ref_features))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -113,6 +114,49 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [h["step"] for h in history] == [3, 6]
     assert "codebook/perplexity_0" in history[-1] and "valid/mel_k4" in history[-1]
     assert not list((tmp_path / "resumed" / "checkpoints").glob("*.tmp"))
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state whose mixed precision cannot change once set; a test
+    that trains in bf16 after others trained in fp32 starts from (and leaves) a fresh one."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_dropout_odds_and_fp32_discriminators_resume_exactly_under_bf16(tmp_path, fresh_accelerator_state):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    K = model_cfg.num_codebooks
+    cfg = replace(
+        cfg,
+        data_dir=str(corpus),
+        steps=4,
+        ckpt_every=2,
+        log_every=2,
+        eval_every=4,
+        gan_start_step=0,
+        disc_windows=[],
+        disc_periods=[2, 3],
+        disc_fp32=True,
+        mixed_precision="bf16",
+        quantizer_dropout_weights=[1.0] + [0.0] * (K - 1),  # a dropped item keeps one stage
+    )
+    straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "straight")))
+    train(model_cfg, replace(cfg, out_dir=str(tmp_path / "resumed")), max_steps=2)
+    resumed = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "resumed")))
+    uniform = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "uniform"), quantizer_dropout_weights=[]))
+    a, b, c = (AudiotokCodec.from_pretrained(p).model.state_dict() for p in (straight, resumed, uniform))
+    assert all(torch.equal(a[name], b[name]) for name in a)  # the odds are back after a resume
+    assert not all(torch.equal(a[name], c[name]) for name in a)
+    assert all(math.isfinite(h["train/disc"]) for h in read_history(tmp_path / "resumed"))
+    with pytest.raises(ValueError, match="quantizer_dropout_weights needs"):
+        train(model_cfg, replace(cfg, out_dir=str(tmp_path / "bad"), quantizer_dropout_weights=[1.0]))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
