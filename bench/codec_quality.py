@@ -30,10 +30,14 @@ from eval.codec_eval import collect_items, evaluate_codec  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", default="default", help="codec name or folder")
-    parser.add_argument("--corpus", default="data/corpus", help="corpus folder with manifest.jsonl (make data)")
+    parser.add_argument(
+        "--corpus", default="data/corpus", help="corpus folder with manifest.jsonl (make data)"
+    )
     parser.add_argument("--split", default="test", help="corpus split to score")
     parser.add_argument("--limit", type=int, default=40, help="items per kind (evenly spaced, deterministic)")
-    parser.add_argument("--crop-seconds", type=float, default=6.0, help="score the first N seconds of each item")
+    parser.add_argument(
+        "--crop-seconds", type=float, default=6.0, help="score the first N seconds of each item"
+    )
     parser.add_argument("--num-codebooks", default="3,6,12", help="codebook counts of our codec")
     parser.add_argument("--baselines", default="opus6,opus8,opus12,codec2_1600,codec2_3200")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")

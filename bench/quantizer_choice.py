@@ -27,8 +27,15 @@ from codec.model import CodecConfig  # noqa: E402
 from codec.train import TrainConfig, train  # noqa: E402
 
 SMALL = CodecConfig(
-    encoder_dim=96, encoder_layers=3, decoder_dim=128, decoder_layers=4, mlp_ratio=2, latent_dim=128,
-    num_codebooks=8, codebook_size=1024, codebook_dim=8,
+    encoder_dim=96,
+    encoder_layers=3,
+    decoder_dim=128,
+    decoder_layers=4,
+    mlp_ratio=2,
+    latent_dim=128,
+    num_codebooks=8,
+    codebook_size=1024,
+    codebook_dim=8,
 )
 
 
@@ -42,8 +49,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
-        data_dir=args.corpus, steps=args.steps, batch_size=8, warmup_steps=50, gan_start_step=10**9,
-        log_every=50, ckpt_every=args.steps, eval_every=args.steps, dead_code_idle_steps=100,
+        data_dir=args.corpus,
+        steps=args.steps,
+        batch_size=8,
+        warmup_steps=50,
+        gan_start_step=10**9,
+        log_every=50,
+        ckpt_every=args.steps,
+        eval_every=args.steps,
+        dead_code_idle_steps=100,
     )
     rows = []
     for name in ("factorized", "vqpytorch"):

@@ -41,7 +41,11 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS, recorded: dic
         f"- command: `{recorded.get('command', command())}`\n- machine: {recorded.get('machine', machine())}\n"
         f"- date: {recorded.get('date', now)}\n\n{body.strip()}\n\n"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script in its command.\n\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEach section is written by the script in its command.\n\n"
+    )
     head = f"## {title}\n"
     if head in text:
         start = text.index(head)

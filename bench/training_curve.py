@@ -32,7 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = [json.loads(x) for x in (Path(args.run) / "history.jsonl").read_text().splitlines() if x.strip()]
     rows = [r for r in rows if any(k.startswith("valid/") for k in r)]
-    valid_keys = sorted({k for r in rows for k in r if k.startswith("valid/")}, key=lambda k: int(k.split("_k")[1]))
+    valid_keys = sorted(
+        {k for r in rows for k in r if k.startswith("valid/")}, key=lambda k: int(k.split("_k")[1])
+    )
     config = json.loads((Path(args.run) / "config.json").read_text())
     lines = [
         f"Run `{args.run}`: batch {config['train']['batch_size']} x {config['train']['segment_seconds']} s, "
@@ -40,7 +42,8 @@ def main() -> None:
         "Validation: 16 fixed 3 s segments from the valid split of the corpus the run had loaded",
         args.note + " Minutes are cumulative wall time.",
         "",
-        "| step | minutes | train mel | train stft | " + " | ".join(k.replace("valid/", "valid ") for k in valid_keys)
+        "| step | minutes | train mel | train stft | "
+        + " | ".join(k.replace("valid/", "valid ") for k in valid_keys)
         + " | mean perplexity |",
         "|" + "---|" * (5 + len(valid_keys)),
     ]

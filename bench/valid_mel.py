@@ -43,5 +43,6 @@ def main() -> None:
             figures = evaluate(model, segments[layout], MultiResolutionMelLoss(cfg.sample_rate))
         print(folder, " ".join(f"{k.removeprefix('valid/')} {v:.3f}" for k, v in figures.items()))
 
+
 if __name__ == "__main__":
     main()

@@ -70,7 +70,11 @@ class CodecConfig:
     def receptive_frames(self) -> int:
         """Frames of context on either side that can influence a frame's latent (an upper bound)."""
         stft = math.ceil(self.n_fft / self.hop_length)
-        return stft + 1 + self.encoder_layers * (self.kernel_size // 2 if not self.causal else self.kernel_size - 1)
+        return (
+            stft
+            + 1
+            + self.encoder_layers * (self.kernel_size // 2 if not self.causal else self.kernel_size - 1)
+        )
 
     @staticmethod
     def from_dict(values: dict) -> CodecConfig:
@@ -167,9 +171,9 @@ class STFTFrontend(nn.Module):
         (``logmag``), followed by the real and imaginary parts of the unit phasor (``phase``)."""
         T = wav.shape[-1] // self.hop
         x = F.pad(wav, (self.left, self.n_fft - self.hop - self.left))
-        spec = torch.stft(
-            x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True
-        )[..., :T]  # (B, F, T)
+        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)[
+            ..., :T
+        ]  # (B, F, T)
         mag = spec.abs().clamp(min=1e-5)
         if self.kind == "logmag":
             return torch.log(mag)
@@ -205,7 +209,9 @@ class ISTFTHead(nn.Module):
             frames.transpose(1, 2), (1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop)
         ).reshape(B, total)
         weights = (self.window**2)[None, None, :] * mask.transpose(1, 2)  # (B, T, n_fft)
-        envelope = F.fold(weights.transpose(1, 2), (1, total), (1, self.n_fft), stride=(1, self.hop)).reshape(B, total)
+        envelope = F.fold(weights.transpose(1, 2), (1, total), (1, self.n_fft), stride=(1, self.hop)).reshape(
+            B, total
+        )
         wav = wav / envelope.clamp(min=1e-3)
         return wav[:, self.left : self.left + T * self.hop]
 
@@ -228,7 +234,9 @@ class CodecModel(nn.Module):
         if c.n_fft % c.hop_length or c.n_fft < c.hop_length:
             raise ValueError("n_fft must be a multiple of hop_length")
         self.frontend = STFTFrontend(c.n_fft, c.hop_length, c.causal, c.frontend)
-        self.encoder = Backbone(self.frontend.channels, c.encoder_dim, c.encoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
+        self.encoder = Backbone(
+            self.frontend.channels, c.encoder_dim, c.encoder_layers, c.mlp_ratio, c.kernel_size, c.causal
+        )
         self.to_latent = nn.Linear(c.encoder_dim, c.latent_dim)
         if c.quantizer == "factorized":
             self.quantizer = ResidualVectorQuantizer(
@@ -240,7 +248,9 @@ class CodecModel(nn.Module):
             )
         else:
             raise ValueError(f"unknown quantizer {c.quantizer!r}; use 'factorized' or 'vqpytorch'")
-        self.decoder = Backbone(c.latent_dim, c.decoder_dim, c.decoder_layers, c.mlp_ratio, c.kernel_size, c.causal)
+        self.decoder = Backbone(
+            c.latent_dim, c.decoder_dim, c.decoder_layers, c.mlp_ratio, c.kernel_size, c.causal
+        )
         self.head = ISTFTHead(c.decoder_dim, c.n_fft, c.hop_length, c.causal)
 
     def _pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
@@ -265,7 +275,9 @@ class CodecModel(nn.Module):
         # Nearest-code search in fp32 even under mixed precision: bf16 cosines would tie and flip codes.
         with torch.autocast(wav.device.type, enabled=False):
             rvq = self.quantizer(latents.float(), num_codebooks)
-        return CodecOutput(wav=self.decode_latents(rvq.quantized, frames)[:, : wav.shape[-1]], latents=latents, rvq=rvq)
+        return CodecOutput(
+            wav=self.decode_latents(rvq.quantized, frames)[:, : wav.shape[-1]], latents=latents, rvq=rvq
+        )
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -274,7 +286,13 @@ def weights_hash(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().to(torch.float16 if tensor.is_floating_point() else tensor.dtype).cpu().numpy().tobytes())
+        h.update(
+            tensor.detach()
+            .to(torch.float16 if tensor.is_floating_point() else tensor.dtype)
+            .cpu()
+            .numpy()
+            .tobytes()
+        )
     return h.hexdigest()
 
 
@@ -309,12 +327,16 @@ class AudiotokCodec:
         path = Path(path)
         config_file = path / "config.json"
         if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file} not found: an audiotok codec folder holds config.json and model.safetensors")
+            raise FileNotFoundError(
+                f"{config_file} not found: an audiotok codec folder holds config.json and model.safetensors"
+            )
         meta = json.loads(config_file.read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{config_file} is not an audiotok codec config (format={meta.get('format')!r})")
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{config_file} has format_version {meta['format_version']}; upgrade audiotok to load it")
+            raise ValueError(
+                f"{config_file} has format_version {meta['format_version']}; upgrade audiotok to load it"
+            )
         model = CodecModel(CodecConfig.from_dict(meta["model"]))
         state = load_file(str(path / "model.safetensors"))
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -344,7 +366,9 @@ class AudiotokCodec:
             lengths = torch.full((x.shape[0],), x.shape[-1], dtype=torch.long)
         if sample_rate != self.sample_rate:
             x = resample(x, sample_rate, self.sample_rate)
-            lengths = torch.ceil(lengths.double() * self.sample_rate / sample_rate).long().clamp(max=x.shape[-1])
+            lengths = (
+                torch.ceil(lengths.double() * self.sample_rate / sample_rate).long().clamp(max=x.shape[-1])
+            )
         x = x.to(device)
         # Zero everything past each item's end so padding cannot leak into its codes.
         x = x * (torch.arange(x.shape[-1], device=device)[None] < lengths.to(device)[:, None])
@@ -416,7 +440,9 @@ class StreamingEncoder:
         first = self.buffer_start // hop  # absolute frame index of buffer frame 0
         n = complete - first
         device = next(self.codec.model.parameters()).device
-        latents = self.codec.model.encode_latents(self.buffer[None, : n * hop].to(device), torch.tensor([n], device=device))
+        latents = self.codec.model.encode_latents(
+            self.buffer[None, : n * hop].to(device), torch.tensor([n], device=device)
+        )
         codes = self.codec.model.quantizer(latents, self.k).codes[0, :, self.emitted_frames - first :].cpu()
         self.emitted_frames = complete
         new_start = max(self.buffer_start, (complete - self.codec.context_frames) * hop)
@@ -425,7 +451,9 @@ class StreamingEncoder:
         return codes
 
 
-def save_codec(model: CodecModel, path: str | Path, name: str = "audiotok", extra: dict | None = None) -> None:
+def save_codec(
+    model: CodecModel, path: str | Path, name: str = "audiotok", extra: dict | None = None
+) -> None:
     """Write ``model.safetensors`` (fp16) and ``config.json`` into ``path`` atomically per file."""
     from safetensors.torch import save_file
 

@@ -147,16 +147,31 @@ class OpusBaseline:
         with tempfile.TemporaryDirectory(prefix="audiotok-opus-") as tmp:
             src, enc, dec = Path(tmp, "in.wav"), Path(tmp, "out.opus"), Path(tmp, "out.wav")
             sf.write(src, x16.numpy(), OPUS_SR, subtype="PCM_16")
-            t_enc = _run(["opusenc", "--quiet", "--bitrate", f"{self.bitrate_kbps:g}", "--hard-cbr",
-                          "--serial", "1", str(src), str(enc)])
+            t_enc = _run(
+                [
+                    "opusenc",
+                    "--quiet",
+                    "--bitrate",
+                    f"{self.bitrate_kbps:g}",
+                    "--hard-cbr",
+                    "--serial",
+                    "1",
+                    str(src),
+                    str(enc),
+                ]
+            )
             t_dec = _run(["opusdec", "--quiet", "--rate", str(OPUS_SR), str(enc), str(dec)])
             data = enc.read_bytes()
             y16, _ = sf.read(dec, dtype="float32", always_2d=True)
         packets = ogg_packet_sizes(data)[2:]  # drop the OpusHead and OpusTags header packets
         y = resample(torch.from_numpy(np.ascontiguousarray(y16[:, 0])), OPUS_SR, sr)
         return RoundtripResult(
-            wav=_fit(y, n), payload_bits=8 * sum(packets), file_bits=8 * len(data), seconds=n / sr,
-            encode_seconds=t_enc, decode_seconds=t_dec,
+            wav=_fit(y, n),
+            payload_bits=8 * sum(packets),
+            file_bits=8 * len(data),
+            seconds=n / sr,
+            encode_seconds=t_enc,
+            decode_seconds=t_dec,
         )
 
 
@@ -204,8 +219,12 @@ class Codec2Baseline:
         y = resample(_fit(y8, n8), CODEC2_SR, sr)
         bits = int(round(8 * bytes_per_frame * payload_frames))
         return RoundtripResult(
-            wav=_fit(y, n), payload_bits=bits, file_bits=bits, seconds=n / sr,
-            encode_seconds=t_enc, decode_seconds=t_dec,
+            wav=_fit(y, n),
+            payload_bits=bits,
+            file_bits=bits,
+            seconds=n / sr,
+            encode_seconds=t_enc,
+            decode_seconds=t_dec,
         )
 
 

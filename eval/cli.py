@@ -21,7 +21,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,6,12, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 3,6,12, got {text!r}"
+        ) from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers like 3,6,12, got {text!r}")
     return values
@@ -43,34 +45,70 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` group (with ``eval codec``) to the ``audiotok`` subparsers."""
-    group = subparsers.add_parser("eval", help="evaluate codecs against classical baselines",
-                                  description="Evaluation commands.")
+    group = subparsers.add_parser(
+        "eval", help="evaluate codecs against classical baselines", description="Evaluation commands."
+    )
     sub = group.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     p = sub.add_parser(
-        "codec", help="score a codec at several bitrates against Opus and Codec2",
+        "codec",
+        help="score a codec at several bitrates against Opus and Codec2",
         description="Encode and decode reference audio with a codec at each codebook count and with classical "
-                    "baselines (Opus, Codec2), score it (log-mel and STFT distance, SI-SDR; PESQ-WB and STOI "
-                    "for speech) at 16 kHz, and print a markdown table per kind.")
-    p.add_argument("ref", metavar="REF_DIR_OR_MANIFEST",
-                   help="a corpus folder with manifest.jsonl (rows with path, kind, split), a manifest.jsonl, "
-                        "or a folder of audio files")
-    p.add_argument("--codec", default=None, metavar="NAME_OR_PATH",
-                   help="codec: 'default', a saved codec folder, or a hub id (default: the shipped codec); "
-                        "'none' scores the baselines only")
-    p.add_argument("--num-codebooks", type=_int_list, default=None, metavar="K1,K2,...",
-                   help="codebook counts to evaluate, e.g. 3,6,12 (default: all of the codec's)")
-    p.add_argument("--baselines", default=DEFAULT_BASELINES, metavar="LIST",
-                   help=f"comma-separated baselines (opus<kbps>, codec2_1600, codec2_3200) or 'none' "
-                        f"(default: {DEFAULT_BASELINES})")
-    p.add_argument("--kind", choices=("auto", "speech", "music", "sfx"), default="auto",
-                   help="kind of the audio: for a manifest, keep only this kind (auto: all, from the rows); for "
-                        "a folder, every file's kind (auto: from a speech/music/sfx folder name, else speech)")
-    p.add_argument("--split", default="test",
-                   help="manifest split to evaluate (default: test; 'all' for every row); ignored for folders")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help="at most N items per kind, evenly spaced through the sorted list")
-    p.add_argument("--crop-seconds", type=_positive_float, default=None, metavar="S",
-                   help="score only the first S seconds of each item")
+        "baselines (Opus, Codec2), score it (log-mel and STFT distance, SI-SDR; PESQ-WB and STOI "
+        "for speech) at 16 kHz, and print a markdown table per kind.",
+    )
+    p.add_argument(
+        "ref",
+        metavar="REF_DIR_OR_MANIFEST",
+        help="a corpus folder with manifest.jsonl (rows with path, kind, split), a manifest.jsonl, "
+        "or a folder of audio files",
+    )
+    p.add_argument(
+        "--codec",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="codec: 'default', a saved codec folder, or a hub id (default: the shipped codec); "
+        "'none' scores the baselines only",
+    )
+    p.add_argument(
+        "--num-codebooks",
+        type=_int_list,
+        default=None,
+        metavar="K1,K2,...",
+        help="codebook counts to evaluate, e.g. 3,6,12 (default: all of the codec's)",
+    )
+    p.add_argument(
+        "--baselines",
+        default=DEFAULT_BASELINES,
+        metavar="LIST",
+        help=f"comma-separated baselines (opus<kbps>, codec2_1600, codec2_3200) or 'none' "
+        f"(default: {DEFAULT_BASELINES})",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("auto", "speech", "music", "sfx"),
+        default="auto",
+        help="kind of the audio: for a manifest, keep only this kind (auto: all, from the rows); for "
+        "a folder, every file's kind (auto: from a speech/music/sfx folder name, else speech)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        help="manifest split to evaluate (default: test; 'all' for every row); ignored for folders",
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="at most N items per kind, evenly spaced through the sorted list",
+    )
+    p.add_argument(
+        "--crop-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="score only the first S seconds of each item",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the codec, e.g. cpu or cuda")
     p.add_argument("--out", default=None, metavar="REPORT.json", help="write the JSON report here")
     p.add_argument("--markdown", default=None, metavar="REPORT.md", help="write the markdown tables here")
@@ -104,8 +142,16 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
 
     try:
-        report = evaluate_codec(codec, items, args.num_codebooks, baselines, split=split, source=str(args.ref),
-                                crop_seconds=args.crop_seconds, progress=progress)
+        report = evaluate_codec(
+            codec,
+            items,
+            args.num_codebooks,
+            baselines,
+            split=split,
+            source=str(args.ref),
+            crop_seconds=args.crop_seconds,
+            progress=progress,
+        )
     except ValueError as e:  # a codebook count the codec does not have
         raise UsageError(str(e)) from None
     report.meta["arguments"] = {k: v for k, v in vars(args).items() if k != "func"}
@@ -120,5 +166,7 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
     for name, reason in report.meta["skipped_baselines"].items():
         print(f"audiotok: baseline {name} skipped: {reason}", file=sys.stderr)
     for failure in report.failures:
-        print(f"audiotok: {failure['system']} failed on {failure['path']}: {failure['error']}", file=sys.stderr)
+        print(
+            f"audiotok: {failure['system']} failed on {failure['path']}: {failure['error']}", file=sys.stderr
+        )
     return 1 if report.failures else 0

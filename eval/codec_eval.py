@@ -92,13 +92,15 @@ class CodecReport:
     failures: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _json_safe({
-            "format": REPORT_FORMAT,
-            "meta": self.meta,
-            "summary": [asdict(r) for r in self.summary],
-            "items": [asdict(r) for r in self.items],
-            "failures": self.failures,
-        })
+        return _json_safe(
+            {
+                "format": REPORT_FORMAT,
+                "meta": self.meta,
+                "summary": [asdict(r) for r in self.summary],
+                "items": [asdict(r) for r in self.items],
+                "failures": self.failures,
+            }
+        )
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The report as JSON text (NaN written as null); also written to ``path`` when given."""
@@ -119,7 +121,8 @@ class CodecReport:
             "",
             f"Split: {meta.get('split') or 'n/a'}; source: `{meta.get('source') or 'n/a'}`; "
             f"scored at {meta['eval_sample_rate']} Hz. Metric implementations: "
-            + "; ".join(f"{k}: {v}" for k, v in meta["metric_implementations"].items()) + ".",
+            + "; ".join(f"{k}: {v}" for k, v in meta["metric_implementations"].items())
+            + ".",
             "",
         ]
         headers = ["system", "setting", "kbps (nominal)", "kbps (measured)", "n"]
@@ -127,24 +130,43 @@ class CodecReport:
             headers.append(f"{name} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
         headers += ["encode ×RT", "decode ×RT"]
         for kind in [k for k in KINDS if any(r.kind == k for r in self.summary)]:
-            rows = sorted((r for r in self.summary if r.kind == kind), key=lambda r: (r.measured_bps, r.system))
-            lines += [f"### {kind} ({rows[0].num_items} items)", "",
-                      "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            rows = sorted(
+                (r for r in self.summary if r.kind == kind), key=lambda r: (r.measured_bps, r.system)
+            )
+            lines += [
+                f"### {kind} ({rows[0].num_items} items)",
+                "",
+                "| " + " | ".join(headers) + " |",
+                "|" + "---|" * len(headers),
+            ]
             for r in rows:
-                cells = [r.system, r.setting, f"{r.nominal_bps / 1000:.2f}", f"{r.measured_bps / 1000:.2f}",
-                         str(r.num_items)]
+                cells = [
+                    r.system,
+                    r.setting,
+                    f"{r.nominal_bps / 1000:.2f}",
+                    f"{r.measured_bps / 1000:.2f}",
+                    str(r.num_items),
+                ]
                 for name in METRIC_NAMES:
                     cells.append(_format_stat(r.metrics[name], r.num_items))
                 cells += [f"{r.encode_x_realtime:.1f}", f"{r.decode_x_realtime:.1f}"]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-        lines.append("Cells are mean (median); a `[n]` suffix counts the items where the metric was defined "
-                     "when it is fewer than all. ×RT: seconds of audio per wall-clock second.")
+        lines.append(
+            "Cells are mean (median); a `[n]` suffix counts the items where the metric was defined "
+            "when it is fewer than all. ×RT: seconds of audio per wall-clock second."
+        )
         if self.failures:
-            lines += ["", f"{len(self.failures)} failure(s): "
-                      + "; ".join(f"{f['path']} ({f['system']}): {f['error']}" for f in self.failures[:10])]
+            lines += [
+                "",
+                f"{len(self.failures)} failure(s): "
+                + "; ".join(f"{f['path']} ({f['system']}): {f['error']}" for f in self.failures[:10]),
+            ]
         if meta.get("skipped_baselines"):
-            lines += ["", "Skipped baselines: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped_baselines"].items())]
+            lines += [
+                "",
+                "Skipped baselines: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped_baselines"].items()),
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -173,7 +195,9 @@ def _load(path: Path) -> torch.Tensor:
     return load_audio(path, target_sr=EVAL_SR, channel_policy="downmix").wav[0]
 
 
-def _roundtrip_codec(codec: Codec, wav: torch.Tensor, num_codebooks: int) -> tuple[torch.Tensor, float, float, int]:
+def _roundtrip_codec(
+    codec: Codec, wav: torch.Tensor, num_codebooks: int
+) -> tuple[torch.Tensor, float, float, int]:
     """Encode/decode mono ``[S]`` at EVAL_SR; returns (decoded [S'] at EVAL_SR, t_enc, t_dec, frames)."""
     with torch.inference_mode():
         start = time.perf_counter()
@@ -213,7 +237,9 @@ def _baseline_meta(baselines: Sequence[Baseline]) -> dict[str, str]:
     if any(n.startswith("opus") for n in names):
         meta["opus"] = _tool_version(["opusenc", "--version"]) + " (opusenc --hard-cbr, 16 kHz mono)"
     if any(n.startswith("codec2") for n in names):
-        meta["codec2"] = "codec2 " + _tool_version(["dpkg-query", "-W", "-f=${Version}", "codec2"]) + " (8 kHz)"
+        meta["codec2"] = (
+            "codec2 " + _tool_version(["dpkg-query", "-W", "-f=${Version}", "codec2"]) + " (8 kHz)"
+        )
     return meta
 
 
@@ -226,16 +252,27 @@ def _summarize(items: list[ItemResult]) -> list[SummaryRow]:
         seconds = sum(r.seconds for r in group)
         stats = {}
         for name in METRIC_NAMES:
-            vals = [v for v in (getattr(r.metrics, name) for r in group) if v is not None and math.isfinite(v)]
-            stats[name] = {"mean": statistics.fmean(vals) if vals else None,
-                           "median": statistics.median(vals) if vals else None, "n": len(vals)}
-        rows.append(SummaryRow(
-            system=system, setting=setting, kind=kind, num_items=len(group), nominal_bps=group[0].nominal_bps,
-            measured_bps=sum(r.measured_bps * r.seconds for r in group) / seconds,
-            metrics=stats,
-            encode_x_realtime=seconds / max(sum(r.encode_seconds for r in group), 1e-9),
-            decode_x_realtime=seconds / max(sum(r.decode_seconds for r in group), 1e-9),
-        ))
+            vals = [
+                v for v in (getattr(r.metrics, name) for r in group) if v is not None and math.isfinite(v)
+            ]
+            stats[name] = {
+                "mean": statistics.fmean(vals) if vals else None,
+                "median": statistics.median(vals) if vals else None,
+                "n": len(vals),
+            }
+        rows.append(
+            SummaryRow(
+                system=system,
+                setting=setting,
+                kind=kind,
+                num_items=len(group),
+                nominal_bps=group[0].nominal_bps,
+                measured_bps=sum(r.measured_bps * r.seconds for r in group) / seconds,
+                metrics=stats,
+                encode_x_realtime=seconds / max(sum(r.encode_seconds for r in group), 1e-9),
+                decode_x_realtime=seconds / max(sum(r.decode_seconds for r in group), 1e-9),
+            )
+        )
     return rows
 
 
@@ -268,8 +305,10 @@ def evaluate_codec(
         ks = list(num_codebooks_list) if num_codebooks_list else [codec.num_codebooks]
         bad = [k for k in ks if not 1 <= k <= codec.num_codebooks]
         if bad:
-            raise ValueError(f"num_codebooks {bad} out of range: codec {codec.codec_id} has 1 to "
-                             f"{codec.num_codebooks} codebooks")
+            raise ValueError(
+                f"num_codebooks {bad} out of range: codec {codec.codec_id} has 1 to "
+                f"{codec.num_codebooks} codebooks"
+            )
     skipped = {b.name: reason for b in baselines if (reason := unavailable_reason(b))}
     runnable = [b for b in baselines if b.name not in skipped]
     meta = {
@@ -307,21 +346,40 @@ def evaluate_codec(
         for k in ks:
             deg, t_enc, t_dec, frames = _roundtrip_codec(codec, ref, k)
             bits = frames * k * math.log2(codec.codebook_size)
-            report.items.append(ItemResult(
-                path=str(path), kind=kind, system=codec.codec_id, setting=f"K={k}", seconds=seconds,
-                nominal_bps=k * math.log2(codec.codebook_size) * codec.frame_rate, measured_bps=bits / seconds,
-                encode_seconds=t_enc, decode_seconds=t_dec, metrics=compute_metrics(ref, deg, EVAL_SR, kind)))
+            report.items.append(
+                ItemResult(
+                    path=str(path),
+                    kind=kind,
+                    system=codec.codec_id,
+                    setting=f"K={k}",
+                    seconds=seconds,
+                    nominal_bps=k * math.log2(codec.codebook_size) * codec.frame_rate,
+                    measured_bps=bits / seconds,
+                    encode_seconds=t_enc,
+                    decode_seconds=t_dec,
+                    metrics=compute_metrics(ref, deg, EVAL_SR, kind),
+                )
+            )
         for baseline in runnable:
             try:
                 result = baseline.roundtrip_with_stats(ref, EVAL_SR)
             except (BaselineUnavailableError, RuntimeError) as e:
                 report.failures.append({"path": str(path), "system": baseline.name, "error": str(e)})
                 continue
-            report.items.append(ItemResult(
-                path=str(path), kind=kind, system=baseline.name, setting=baseline.name, seconds=seconds,
-                nominal_bps=baseline.bits_per_second, measured_bps=result.payload_bps,
-                encode_seconds=result.encode_seconds, decode_seconds=result.decode_seconds,
-                metrics=compute_metrics(ref, result.wav, EVAL_SR, kind)))
+            report.items.append(
+                ItemResult(
+                    path=str(path),
+                    kind=kind,
+                    system=baseline.name,
+                    setting=baseline.name,
+                    seconds=seconds,
+                    nominal_bps=baseline.bits_per_second,
+                    measured_bps=result.payload_bps,
+                    encode_seconds=result.encode_seconds,
+                    decode_seconds=result.decode_seconds,
+                    metrics=compute_metrics(ref, result.wav, EVAL_SR, kind),
+                )
+            )
     report.summary = _summarize(report.items)
     return report
 
@@ -352,8 +410,10 @@ def collect_items(
                 row = json.loads(line)
                 row_path, row_kind, row_split = row["path"], row["kind"], row.get("split")
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{manifest}:{line_no}: not a manifest row with path and kind ({e}); "
-                                 "rebuild the corpus with `audiotok data build`.") from None
+                raise ValueError(
+                    f"{manifest}:{line_no}: not a manifest row with path and kind ({e}); "
+                    "rebuild the corpus with `audiotok data build`."
+                ) from None
             if split is not None and row_split != split:
                 continue
             if kind != "auto" and row_kind != kind:
@@ -362,8 +422,11 @@ def collect_items(
                 raise ValueError(f"{manifest}:{line_no}: kind {row_kind!r} is not one of {KINDS}.")
             items.append((manifest.parent / row_path, row_kind))
         if not items:
-            raise ValueError(f"{manifest}: no rows with split {split!r}"
-                             + (f" and kind {kind!r}" if kind != "auto" else "") + "; check --split / --kind.")
+            raise ValueError(
+                f"{manifest}: no rows with split {split!r}"
+                + (f" and kind {kind!r}" if kind != "auto" else "")
+                + "; check --split / --kind."
+            )
     elif ref.is_dir():
         for path in iter_audio_files([str(ref)]):
             if kind != "auto":

@@ -27,10 +27,16 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tokenize, decode and score the bundled example clips.")
-    parser.add_argument("--out", default="demo_out", help="folder for decoded wavs and the report (default: demo_out)")
-    parser.add_argument("--codec", default="default", help="codec name or folder (default: the shipped codec)")
+    parser.add_argument(
+        "--out", default="demo_out", help="folder for decoded wavs and the report (default: demo_out)"
+    )
+    parser.add_argument(
+        "--codec", default="default", help="codec name or folder (default: the shipped codec)"
+    )
     parser.add_argument("--num-codebooks", default="3,6,12", help="comma-separated codebook counts to decode")
-    parser.add_argument("--examples", default=str(EXAMPLES), help="folder of clips named speech/music/sfx*.wav")
+    parser.add_argument(
+        "--examples", default=str(EXAMPLES), help="folder of clips named speech/music/sfx*.wav"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -42,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         print(f"audiotok demo: no .wav clips in {args.examples}", file=sys.stderr)
         return 1
-    print(f"codec {codec.codec_id}: {codec.sample_rate} Hz, {codec.frame_rate:g} frames/s, "
-          f"{codec.num_codebooks} codebooks x {codec.codebook_size}")
+    print(
+        f"codec {codec.codec_id}: {codec.sample_rate} Hz, {codec.frame_rate:g} frames/s, "
+        f"{codec.num_codebooks} codebooks x {codec.codebook_size}"
+    )
 
     # One warm-up round trip, so the first clip's speed is not the one-time start-up cost.
     codec.decode(codec.encode(torch.zeros(1, codec.sample_rate), codec.sample_rate, num_codebooks=max(ks)))
@@ -56,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - start
             target = out / f"{clip.stem}.k{k}.wav"
             sf.write(target, wav.numpy(), codec.sample_rate)
-            print(f"  {clip.name}: {k:2d} codebooks = {tokens.bits_per_second() / 1000:.2f} kbps, "
-                  f"{tokens.num_frames} frames, encode+decode {audio.seconds / elapsed:.0f}x real time -> {target}")
+            print(
+                f"  {clip.name}: {k:2d} codebooks = {tokens.bits_per_second() / 1000:.2f} kbps, "
+                f"{tokens.num_frames} frames, encode+decode {audio.seconds / elapsed:.0f}x real time -> {target}"
+            )
 
     baselines = []
     for name in ("opus6", "opus12", "codec2_1600"):
@@ -67,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (baseline {name} skipped: {reason})")
         else:
             baselines.append(baseline)
-    items = [(clip, next((k for k in ("speech", "music", "sfx") if clip.stem.startswith(k)), "sfx")) for clip in clips]
-    report = evaluate_codec(codec, items, num_codebooks_list=ks, baselines=baselines, source=str(args.examples))
+    items = [
+        (clip, next((k for k in ("speech", "music", "sfx") if clip.stem.startswith(k)), "sfx"))
+        for clip in clips
+    ]
+    report = evaluate_codec(
+        codec, items, num_codebooks_list=ks, baselines=baselines, source=str(args.examples)
+    )
     report.to_json(out / "report.json")
     markdown = report.to_markdown()
     (out / "report.md").write_text(markdown)

@@ -95,8 +95,9 @@ def _magnitude(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     if x.shape[0] <= n_fft // 2:  # reflect padding needs more samples than half a window
         x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - x.shape[0]))
     window = torch.hann_window(n_fft, dtype=x.dtype)
-    spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True, pad_mode="reflect",
-                      return_complex=True)
+    spec = torch.stft(
+        x, n_fft, hop_length=n_fft // 4, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
     return spec.abs()
 
 
@@ -143,7 +144,10 @@ def si_sdr(ref: Signal, deg: Signal, eps: float = 1e-12) -> float:
 
 def _pesq_with_reason(ref: np.ndarray, deg: np.ndarray) -> tuple[float, str | None]:
     if ref.shape[0] < PESQ_MIN_SECONDS * METRIC_SR:
-        return math.nan, f"PESQ needs at least {PESQ_MIN_SECONDS} s of audio, got {ref.shape[0] / METRIC_SR:.3f} s"
+        return (
+            math.nan,
+            f"PESQ needs at least {PESQ_MIN_SECONDS} s of audio, got {ref.shape[0] / METRIC_SR:.3f} s",
+        )
     if not np.any(np.abs(ref) > 1e-6):
         return math.nan, "PESQ undefined: the reference is silent"
     from pesq import pesq
@@ -200,7 +204,13 @@ class Metrics:
 
 
 METRIC_NAMES = ("mel_distance", "stft_distance", "si_sdr", "pesq_wb", "stoi")
-HIGHER_IS_BETTER = {"mel_distance": False, "stft_distance": False, "si_sdr": True, "pesq_wb": True, "stoi": True}
+HIGHER_IS_BETTER = {
+    "mel_distance": False,
+    "stft_distance": False,
+    "si_sdr": True,
+    "pesq_wb": True,
+    "stoi": True,
+}
 
 
 def compute_metrics(ref: Signal, deg: Signal, sr: int, kind: str) -> Metrics:

@@ -68,7 +68,8 @@ def test_8_and_24_bit_pcm(tmp_path, write_tone, subtype):
             ext,
             kwargs,
             marks=pytest.mark.skipif(
-                ext[1:].upper() not in sf.available_formats(), reason=f"this libsndfile has no {ext[1:].upper()} support"
+                ext[1:].upper() not in sf.available_formats(),
+                reason=f"this libsndfile has no {ext[1:].upper()} support",
             ),
         )
         for ext, kwargs in [(".ogg", {"subtype": "VORBIS"}), (".mp3", {}), (".aiff", {})]

@@ -162,6 +162,10 @@ def test_fillets_trains_on_czech_and_english_lines_and_keeps_dutch_out(tmp_path)
     english = next(j for j in jobs if j["language"] == "en")
     assert english["text"] == 'Watch and \\"learn\\".' and english["package"] == "fillets-ng-data"
     # The builder honours a job's own split: every clip of the source goes to train.
-    job = {**english, "input": str(tmp_path / "sound" / "lvl" / "en" / "a1.ogg"), "out": str(tmp_path / "out")}
+    job = {
+        **english,
+        "input": str(tmp_path / "sound" / "lvl" / "en" / "a1.ogg"),
+        "out": str(tmp_path / "out"),
+    }
     rows = corpus.process_job(job)
     assert rows and {r["split"] for r in rows} == {"train"}

@@ -23,7 +23,9 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.wav
 
 @pytest.fixture(scope="module")
 def codec() -> AudiotokCodec:
-    assert (default_weights_dir() / "model.safetensors").is_file(), "the default codec weights must ship in the repo"
+    assert (default_weights_dir() / "model.safetensors").is_file(), (
+        "the default codec weights must ship in the repo"
+    )
     return load_codec("default")
 
 

@@ -10,10 +10,14 @@ import torch
 from eval import baselines as B
 
 SR = 16000
-needs_opus = pytest.mark.skipif(shutil.which("opusenc") is None or shutil.which("opusdec") is None,
-                                reason="opus-tools not installed (scripts/install_system_deps.sh)")
-needs_codec2 = pytest.mark.skipif(shutil.which("c2enc") is None or shutil.which("c2dec") is None,
-                                  reason="codec2 not installed (scripts/install_system_deps.sh)")
+needs_opus = pytest.mark.skipif(
+    shutil.which("opusenc") is None or shutil.which("opusdec") is None,
+    reason="opus-tools not installed (scripts/install_system_deps.sh)",
+)
+needs_codec2 = pytest.mark.skipif(
+    shutil.which("c2enc") is None or shutil.which("c2dec") is None,
+    reason="codec2 not installed (scripts/install_system_deps.sh)",
+)
 
 
 def chirp(seconds: float = 1.0, sr: int = SR, f0: float = 100.0, f1: float = 4000.0) -> torch.Tensor:
@@ -41,8 +45,10 @@ def best_lag(ref: torch.Tensor, deg: torch.Tensor, max_lag: int = 50) -> int:
     """The lag L maximising sum ref[n] * deg[n + L] (positive: deg is late)."""
     r, d = ref.double().numpy(), deg.double().numpy()
     n = len(r)
-    scores = [np.dot(r[max(0, -lag) : n - max(0, lag)], d[max(0, lag) : n - max(0, -lag)])
-              for lag in range(-max_lag, max_lag + 1)]
+    scores = [
+        np.dot(r[max(0, -lag) : n - max(0, lag)], d[max(0, lag) : n - max(0, -lag)])
+        for lag in range(-max_lag, max_lag + 1)
+    ]
     return int(np.argmax(scores)) - max_lag
 
 
@@ -104,8 +110,10 @@ def test_codec2_alignment(mode):
     offsets = [step + 37, 2 * step + 91, 3 * step + 150]
     x = bursts(offsets)
     y = B.Codec2Baseline(mode).roundtrip(x, SR)
-    shifts = [energy_centroid(y[c - step // 2 : c + step // 2]) - energy_centroid(x[c - step // 2 : c + step // 2])
-              for c in offsets]
+    shifts = [
+        energy_centroid(y[c - step // 2 : c + step // 2]) - energy_centroid(x[c - step // 2 : c + step // 2])
+        for c in offsets
+    ]
     assert abs(np.mean(shifts)) <= 12, shifts
 
 

@@ -46,8 +46,9 @@ class MuLawHoldCodec:
             digits.append(d.long())
             y = y - d
         codes = torch.stack(digits, dim=1)  # [B, K, T]
-        return AudioTokens(codes, torch.full((x.shape[0],), frames), self.frame_rate, self.codebook_size,
-                           self.codec_id)
+        return AudioTokens(
+            codes, torch.full((x.shape[0],), frames), self.frame_rate, self.codebook_size, self.codec_id
+        )
 
     def decode(self, tokens):
         codes = tokens.codes.double()  # [B, K, T]
@@ -61,7 +62,9 @@ class MuLawHoldCodec:
 def write_tone(path, seconds=0.6, sr=SR, freq=220.0, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    x = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    x = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 12)) * (
+        0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    )
     x = 0.2 * x + 0.005 * rng.standard_normal(len(t))
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, x, sr)
@@ -72,8 +75,10 @@ def write_tone(path, seconds=0.6, sr=SR, freq=220.0, seed=0):
 def corpus(tmp_path):
     root = tmp_path / "corpus"
     rows = [
-        ("speech/a.wav", "speech", "test", 0), ("speech/b.wav", "speech", "train", 1),
-        ("music/c.wav", "music", "test", 2), ("sfx/d.wav", "sfx", "test", 3),
+        ("speech/a.wav", "speech", "test", 0),
+        ("speech/b.wav", "speech", "train", 1),
+        ("music/c.wav", "music", "test", 2),
+        ("sfx/d.wav", "sfx", "test", 3),
     ]
     for rel, _, _, seed in rows:
         write_tone(root / rel, sr=22050 if seed == 2 else SR, freq=150 + 50 * seed, seed=seed)
@@ -96,7 +101,8 @@ def test_evaluate_codec_report(corpus, tmp_path):
     assert "broken.wav" in report.failures[0]["error"]
     assert len(report.items) == 3 * 3
     assert {(r.setting, r.kind) for r in report.summary} == {
-        (f"K={k}", kind) for k in (1, 2, 3) for kind in ("speech", "music", "sfx")}
+        (f"K={k}", kind) for k in (1, 2, 3) for kind in ("speech", "music", "sfx")
+    }
 
     speech = {r.setting: r for r in report.summary if r.kind == "speech"}
     mel = [speech[f"K={k}"].metrics["mel_distance"]["mean"] for k in (1, 2, 3)]
@@ -127,7 +133,9 @@ def test_evaluate_with_baseline_and_silence(tmp_path):
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(SR // 2), SR)
     tone = write_tone(tmp_path / "tone.wav")
-    report = evaluate_codec(MuLawHoldCodec(), [(path, "speech"), (tone, "speech")], [3], parse_baselines("opus12"))
+    report = evaluate_codec(
+        MuLawHoldCodec(), [(path, "speech"), (tone, "speech")], [3], parse_baselines("opus12")
+    )
     assert not report.failures
     opus = [r for r in report.summary if r.system == "opus12"][0]
     assert opus.measured_bps == pytest.approx(12000, rel=0.1)
@@ -170,8 +178,24 @@ def test_cli(corpus, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(codec.cli, "load_codec", lambda name, device="cpu": MuLawHoldCodec())
     out, md = tmp_path / "r.json", tmp_path / "r.md"
-    rc = codec.cli.main(["eval", "codec", str(corpus), "--codec", "fake", "--num-codebooks", "1,3",
-                         "--baselines", "none", "--out", str(out), "--markdown", str(md), "--quiet"])
+    rc = codec.cli.main(
+        [
+            "eval",
+            "codec",
+            str(corpus),
+            "--codec",
+            "fake",
+            "--num-codebooks",
+            "1,3",
+            "--baselines",
+            "none",
+            "--out",
+            str(out),
+            "--markdown",
+            str(md),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["meta"]["num_codebooks"] == [1, 3] and data["meta"]["baselines"] == []

@@ -28,7 +28,8 @@ def speech_like(seconds: float = 1.5, sr: int = SR) -> np.ndarray:
     f0 = 130 + 30 * np.sin(2 * np.pi * 1.1 * t)
     phase = 2 * np.pi * np.cumsum(f0) / sr
     x = sum(
-        np.sin(k * phase) * (np.exp(-(((k * f0 - 700) / 400) ** 2)) + 0.5 * np.exp(-(((k * f0 - 1500) / 500) ** 2)))
+        np.sin(k * phase)
+        * (np.exp(-(((k * f0 - 700) / 400) ** 2)) + 0.5 * np.exp(-(((k * f0 - 1500) / 500) ** 2)))
         for k in range(1, 40)
     )
     return 0.2 * x * (0.3 + 0.7 * np.sin(2 * np.pi * 3 * t) ** 2)

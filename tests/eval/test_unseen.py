@@ -69,6 +69,8 @@ def test_fillets_items_join_a_levels_dutch_lines_in_dialogue_order(tmp_path):
     assert [r["path"] for r in rows] == ["aztec-0.wav", "aztec-1.wav"]
     assert rows[0]["original"] == ["aztec/nl/help2.ogg", "aztec/nl/help10.ogg", "aztec/nl/w00.ogg"]
     assert rows[1]["original"] == ["aztec/nl/w01.ogg", "aztec/nl/w04.ogg", "aztec/nl/w05.ogg"]
-    assert {(r["source"], r["license"], r["language"]) for r in rows} == {("fillets-ng-data-nl", "GPL-2", "nl")}
+    assert {(r["source"], r["license"], r["language"]) for r in rows} == {
+        ("fillets-ng-data-nl", "GPL-2", "nl")
+    }
     with pytest.raises(FileNotFoundError, match="apt-get install fillets-ng-data-nl"):
         build_unseen(tmp_path / "none", tmp_path / "missing", which="fillets-nl")
