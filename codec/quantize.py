@@ -105,8 +105,9 @@ class ResidualVectorQuantizer(nn.Module):
         self.codebook_size = codebook_size
         self.quantizer_dropout = quantizer_dropout
         # Relative odds of each stage count 1..K for an item that quantizer dropout draws (None: uniform).
-        # A training choice, not part of the model: the trainer sets it (train.quantizer_dropout_weights).
-        self.dropout_weights: torch.Tensor | None = None
+        # A training choice, not part of the model: the trainer sets it (train.quantizer_dropout_weights);
+        # a buffer so it follows the module's device, non-persistent so no state dict carries it.
+        self.register_buffer("dropout_weights", None, persistent=False)
         self.stages = nn.ModuleList(
             [VectorQuantizer(input_dim, codebook_size, codebook_dim) for _ in range(num_codebooks)]
         )
@@ -124,8 +125,7 @@ class ResidualVectorQuantizer(nn.Module):
             if self.dropout_weights is None:
                 drawn = torch.randint(1, k + 1, (B,), device=latents.device)
             else:
-                odds = self.dropout_weights[:k].to(latents.device)
-                drawn = torch.multinomial(odds, B, replacement=True) + 1
+                drawn = torch.multinomial(self.dropout_weights[:k], B, replacement=True) + 1
             kept = torch.where(drop, drawn, kept)
 
         residual = latents
