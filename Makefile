@@ -31,12 +31,15 @@ data: $(STAMP)
 	$(BIN)/audiotok data build --out data/corpus
 
 # Real voices the corpus never trains on, for the codec's out-of-domain check: single words (Debian
-# ktuberling-data) and acted sentences (the Dutch dub of Fish Fillets NG; the corpus has its Czech one).
+# ktuberling-data), acted sentences (the Dutch dub of Fish Fillets NG; the corpus has its Czech one) and
+# English game voice lines at 11 kHz (Warzone 2100).
 unseen: $(STAMP)
 	test -d /usr/share/ktuberling/sounds || (apt-get update -q && apt-get install -y -q --no-install-recommends ktuberling-data)
 	$(BIN)/python -m eval.unseen --out data/unseen
 	test -d /usr/share/games/fillets-ng/sound/briefcase/nl || (apt-get update -q && apt-get install -y -q --no-install-recommends fillets-ng-data-nl)
 	$(BIN)/python -m eval.unseen --set fillets-nl --out data/unseen-fillets
+	test -f /usr/share/games/warzone2100/base.wz || (apt-get update -q && apt-get install -y -q --no-install-recommends warzone2100-data)
+	$(BIN)/python -m eval.unseen --set warzone --out data/unseen-warzone
 
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
@@ -49,6 +52,8 @@ bench: $(STAMP)
 	else echo "run make unseen first for the unseen-speech table"; fi
 	if [ -f data/unseen-fillets/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-fillets \
 		--limit 160 --title "Codec quality on unseen acted sentences (fillets-ng-data-nl)"; fi
+	if [ -f data/unseen-warzone/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-warzone \
+		--limit 100 --title "Codec quality on unseen game voice lines (warzone2100-data)"; fi
 	$(BIN)/python bench/codec_oracle.py
 	$(BIN)/python bench/train_step_speed.py
 

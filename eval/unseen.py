@@ -7,13 +7,18 @@
   of acted dialogue, whole sentences (GPL-2). The corpus trains on the Czech and English lines of the
   same game (other actors, other languages), never on the Dutch ones: the check for sentence-length,
   conversational speech.
+- ``warzone`` (``warzone2100-data``): the English voice lines of the strategy game Warzone 2100: the
+  tutorial's spoken instructions, the commander's status reports, mission messages and countdowns
+  (GPL-2+), read by voice actors and shipped at 11.025 kHz, so band-limited to 5.5 kHz like much archive
+  speech. They sit inside the game's ``base.wz`` zip; the voice folders are unpacked next to the set.
 
 Each item is one group's recordings (a ktuberling language; a Fish Fillets level), in natural sort
 order, joined with short pauses until it is at least ``seconds`` long: long enough for PESQ and STOI.
 Identical recordings (some language variants ship the same files) are used once.
 
     python -m eval.unseen --out data/unseen                                  # ktuberling
-    python -m eval.unseen --set fillets-nl --out data/unseen-fillets         # then: audiotok eval codec DIR
+    python -m eval.unseen --set fillets-nl --out data/unseen-fillets
+    python -m eval.unseen --set warzone --out data/unseen-warzone            # then: audiotok eval codec DIR
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +60,36 @@ def fillets_groups(source: Path) -> dict[str, tuple[str, list[Path]]]:
     }
 
 
+WARZONE_VOICES = ("tutorial", "memressp", "extra", "countdown", "proxmessages", "vtoltalk", "trnsppil")
+
+
+def warzone_unpack(archive: Path, dest: Path) -> Path:
+    """Copy the voice recordings (``audio/<voice folder>/**.ogg``) out of Warzone 2100's ``base.wz`` zip."""
+    with zipfile.ZipFile(archive) as z:
+        for name in z.namelist():
+            parts = name.split("/")
+            if (
+                len(parts) >= 3
+                and parts[0] == "audio"
+                and parts[1] in WARZONE_VOICES
+                and name.endswith(".ogg")
+            ):
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+    return dest
+
+
+def warzone_groups(source: Path) -> dict[str, tuple[str, list[Path]]]:
+    """Voice folder (``tutorial``; ``memressp-research`` for a subfolder) -> ("en", its lines: tut2 before tut10)."""
+    groups = {}
+    for folder in sorted(p for p in (source / "audio").rglob("*") if p.is_dir()):
+        recordings = _recordings(folder, natural_key)
+        if recordings:
+            groups["-".join(folder.relative_to(source / "audio").parts)] = ("en", recordings)
+    return groups
+
+
 @dataclass(frozen=True)
 class UnseenSet:
     package: str
@@ -61,6 +97,7 @@ class UnseenSet:
     source: Path  # where the package installs its recordings
     groups: Callable[[Path], dict[str, tuple[str, list[Path]]]]  # group -> (language, recordings in order)
     per_group: int  # default cap on items per group
+    unpack: Callable[[Path, Path], Path] | None = None  # archive, folder -> the unpacked recordings folder
 
     @property
     def install_hint(self) -> str:
@@ -72,6 +109,14 @@ SETS = {
         "ktuberling-data", "GPL-2+", Path("/usr/share/ktuberling/sounds"), ktuberling_groups, 4
     ),
     "fillets-nl": UnseenSet("fillets-ng-data-nl", "GPL-2", Path(FILLETS) / "sound", fillets_groups, 2),
+    "warzone": UnseenSet(
+        "warzone2100-data",
+        "GPL-2+",
+        Path("/usr/share/games/warzone2100/base.wz"),
+        warzone_groups,
+        8,
+        warzone_unpack,
+    ),
 }
 
 
@@ -90,6 +135,8 @@ def build_unseen(
     spec = SETS[which]
     source, out = Path(source or spec.source), Path(out)
     per_group = per_group or spec.per_group
+    if spec.unpack is not None and zipfile.is_zipfile(source):
+        source = spec.unpack(source, out / ".source")
     groups = {g: v for g, v in spec.groups(source).items() if v[1]} if source.is_dir() else {}
     if not groups:
         raise FileNotFoundError(f"{source}: no folders of recordings; {spec.install_hint}")
@@ -144,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="which", choices=sorted(SETS), default="ktuberling")
     parser.add_argument("--out", default="data/unseen", help="folder to write (default: data/unseen)")
     parser.add_argument(
-        "--source", help="the package's recordings folder (default: where Debian installs it)"
+        "--source",
+        help="the package's recordings folder, or its archive (default: where Debian installs it)",
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="minimum length of an item")
     parser.add_argument("--per-group", type=int, help="at most this many items per language or level")

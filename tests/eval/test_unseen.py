@@ -1,6 +1,7 @@
 """The unseen-speech set builder (eval/unseen.py) on a tiny fake ktuberling sounds folder."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -74,3 +75,35 @@ def test_fillets_items_join_a_levels_dutch_lines_in_dialogue_order(tmp_path):
     }
     with pytest.raises(FileNotFoundError, match="apt-get install fillets-ng-data-nl"):
         build_unseen(tmp_path / "none", tmp_path / "missing", which="fillets-nl")
+
+
+def test_warzone_items_come_from_the_voice_folders_of_the_games_zip(tmp_path):
+    folders = fake_sounds(tmp_path / "loose", {"tutorial": 4, "research": 3, "weapons": 5}, 11025)
+    for i in (0, 1):  # tut2 comes before tut10
+        (folders / "tutorial" / f"w{i:02d}.ogg").rename(folders / "tutorial" / f"tut{10 - 8 * i}.ogg")
+    archive = tmp_path / "base.wz"
+    with zipfile.ZipFile(archive, "w") as z:
+        for member, folder in [
+            ("audio/tutorial", "tutorial"),
+            ("audio/memressp/research", "research"),
+            ("audio/sfx/weapons", "weapons"),  # sound effects: not a voice folder
+        ]:
+            for f in sorted((folders / folder).iterdir()):
+                z.write(f, f"{member}/{f.name}")
+
+    rows = build_unseen(tmp_path / "out", archive, seconds=2.5, which="warzone")
+    assert [r["path"] for r in rows] == ["memressp-research-0.wav", "tutorial-0.wav"]
+    assert rows[1]["original"] == [
+        "audio/tutorial/tut2.ogg",
+        "audio/tutorial/tut10.ogg",
+        "audio/tutorial/w02.ogg",
+    ]
+    assert {(r["source"], r["license"], r["language"]) for r in rows} == {
+        ("warzone2100-data", "GPL-2+", "en")
+    }
+    assert not (tmp_path / "out" / ".source" / "audio" / "sfx").exists()
+    audio, sr = sf.read(tmp_path / "out" / "tutorial-0.wav")
+    assert sr == 16000 and len(audio) == pytest.approx(3.5 * sr, abs=2)
+
+    with pytest.raises(FileNotFoundError, match="apt-get install warzone2100-data"):
+        build_unseen(tmp_path / "none", tmp_path / "missing.wz", which="warzone")
