@@ -56,7 +56,7 @@ SILENCE_DBFS = -50.0
 MANIFEST_NAME = "manifest.jsonl"
 KINDS = ("speech", "music", "sfx")
 SPLITS = ("train", "valid", "test")
-DEFAULT_MAX_HOURS = {"speech": 8.0, "music": 3.0, "sfx": 1.5}
+DEFAULT_MAX_HOURS = {"speech": 8.0, "music": 4.5, "sfx": 2.0}
 MAX_WORKERS = 2
 
 
@@ -403,7 +403,7 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
         "--kinds", default=",".join(KINDS), help="comma-separated kinds to build: speech,music,sfx"
     )
     p.add_argument("--max-hours-per-kind", type=_parse_hours, default=None,
-                   help="hour cap: one number for every kind, or speech=6,music=3,sfx=1.5 (the default)")  # fmt: skip
+                   help="hour cap: one number for every kind, or speech=8,music=4.5,sfx=2 (the default)")  # fmt: skip
     p.add_argument("--skip-install", action="store_true", help="do not apt-get/pip install anything")
     p.add_argument(
         "--stages", default=None, help="only these comma-separated stages (see codec.corpus.stages())"

@@ -3,6 +3,7 @@
 A job (a dict listed by a stage of ``codec.corpus_sources``) names its ``loader``:
 
 - ``file``: any audio file, read by soundfile, else by the ``ffmpeg`` CLI;
+- ``zip``: one audio file inside a zip archive (0 A.D.'s ``public.zip``), copied to a temporary file and read;
 - ``wad``: a DMX sound lump read straight from a Doom WAD (8-bit unsigned PCM, usually 11 kHz);
 - ``music21``: a music21 corpus piece converted to MIDI (a random General MIDI program per part) and rendered by
   the ``fluidsynth`` CLI with ``fluid-soundfont-gm``;
@@ -20,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,13 @@ def job_audio(job: dict) -> np.ndarray:
     loader = job["loader"]
     if loader == "file":
         return load_audio(job["input"])
+    if loader == "zip":
+        with zipfile.ZipFile(job["input"]) as z:
+            data = z.read(job["member"])
+        with tempfile.NamedTemporaryFile(suffix=Path(job["member"]).suffix) as f:
+            f.write(data)
+            f.flush()
+            return load_audio(f.name)
     if loader == "wad":
         pcm, rate = read_wad_sound(job["input"], job["lump"])
         return resample_np(pcm, rate)

@@ -12,7 +12,10 @@ a job into audio). Sources, in build order (so usable speech exists first):
 - music: music21's corpus converted to MIDI (random General MIDI programs per part) and rendered by the
   ``fluidsynth`` CLI with ``fluid-soundfont-gm``; ``supertuxkart-data`` soundtrack when installed;
 - sfx: ``minetest-data``, ``supertuxkart-data``, ``hydrogen-drumkits``, ``lmms-common``, ``freedoom`` (sound lumps
-  read straight from the WAD), Tux Paint stamp sounds, and a few small games' sound folders.
+  read straight from the WAD), Tux Paint stamp sounds, and a few small games' sound folders;
+- 0 A.D. (``0ad-data``, a 1.4 GB package; its files are read straight out of the game's ``public.zip``): its
+  recorded soundtrack (music, the first 90 s of each track), its unit voices (speech) and its ambience and
+  battle sounds (sfx).
 
 Each job carries its package's license short name (from ``/usr/share/doc/<pkg>/copyright``), or the per-file
 one where the copyright file is machine-readable (DEP-5) and says more.
@@ -30,6 +33,7 @@ import struct
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -430,6 +434,32 @@ def _file_jobs(
     return jobs
 
 
+def _zip_jobs(
+    stage: str,
+    kind: str,
+    package: str,
+    archive: str,
+    folders: tuple[str, ...],
+    max_seconds: float | None = None,
+) -> list[dict]:
+    """One job per audio file under ``folders`` inside a zip archive (source id ``<archive>:<member>``)."""
+    if not zipfile.is_zipfile(archive):
+        return []
+    with zipfile.ZipFile(archive) as z:
+        members = sorted(
+            n for n in z.namelist() if n.startswith(folders) and Path(n).suffix.lower() in AUDIO_EXTS
+        )
+    return [_base(stage, kind, package, f"{archive}:{m}", loader="zip", input=archive, member=m,
+                  original=f"{archive}:{m}", max_seconds=max_seconds) for m in members]  # fmt: skip
+
+
+# 0 A.D. (``0ad-data``, CC-BY-SA-3.0): its whole game data is one zip. About 3 hours of recorded soundtrack
+# (orchestral and folk instruments, not synthesized), unit voices in ancient languages, and ambience and
+# battle sounds.
+ZERO_AD = "/usr/share/games/0ad/mods/public/public.zip"
+ZERO_AD_SFX = tuple(f"audio/{d}/" for d in ("ambient", "attack", "actor", "resource", "interface"))
+
+
 def freedoom_jobs() -> list[dict]:
     jobs = []
     for wad in sorted(Path("/usr/share/games/doom").glob("freedoom*.wad")):
@@ -464,9 +494,13 @@ def stages() -> list[Stage]:
         Stage("espeak", "speech", ["espeak-ng"], espeak_jobs, share=0.25),
         Stage("flite", "speech", ["flite"], flite_jobs, share=0.12),
         Stage("festival", "speech", ["festival", *FESTIVAL_VOICES], festival_jobs, share=0.08),
+        Stage("0ad-voices", "speech", ["0ad-data"],
+              lambda: _zip_jobs("0ad-voices", "speech", "0ad-data", ZERO_AD, ("audio/voice/",)), share=0.05),
         Stage("music21", "music", ["fluidsynth", "fluid-soundfont-gm"], music21_jobs, share=0.8, pip=["music21"]),
         Stage("stk-music", "music", ["supertuxkart-data"],
               lambda: _file_jobs("stk-music", "music", "supertuxkart-data", [f"{STK_DATA}/music"], 60.0), share=0.4),
+        Stage("0ad-music", "music", ["0ad-data"],
+              lambda: _zip_jobs("0ad-music", "music", "0ad-data", ZERO_AD, ("audio/music/",), 90.0), share=0.4),
         Stage("minetest", "sfx", ["minetest-data"],
               lambda: _file_jobs("minetest", "sfx", "minetest-data", ["/usr/share/games/minetest"])),
         Stage("tuxpaint-sfx", "sfx", ["tuxpaint-stamps-default"], tuxpaint_sfx_jobs),
@@ -480,4 +514,6 @@ def stages() -> list[Stage]:
               lambda: [j for p, root in GAME_SFX for j in _file_jobs("games-sfx", "sfx", p, [root])]),
         Stage("lmms", "sfx", ["lmms-common"],
               lambda: _file_jobs("lmms", "sfx", "lmms-common", ["/usr/share/lmms/samples"]), share=0.3),
+        Stage("0ad-sfx", "sfx", ["0ad-data"],
+              lambda: _zip_jobs("0ad-sfx", "sfx", "0ad-data", ZERO_AD, ZERO_AD_SFX, 30.0), share=0.3),
     ]  # fmt: skip

@@ -169,3 +169,27 @@ def test_fillets_trains_on_czech_and_english_lines_and_keeps_dutch_out(tmp_path)
     }
     rows = corpus.process_job(job)
     assert rows and {r["split"] for r in rows} == {"train"}
+
+
+def test_zip_members_are_jobs_and_decode_from_the_archive(tmp_path):
+    import zipfile
+
+    from codec.corpus_sources import _zip_jobs
+
+    archive = tmp_path / "public.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for member, seconds in [("audio/music/b.wav", 25.0), ("audio/music/a.wav", 2.0), ("art/t.wav", 1.0)]:
+            corpus.write_wav(tmp_path / "x.wav", _tone(seconds))
+            z.write(tmp_path / "x.wav", member)
+        z.writestr("audio/music/readme.txt", "not audio")
+
+    jobs = _zip_jobs("z", "music", "p", str(archive), ("audio/music/",), max_seconds=12.0)
+    assert [j["member"] for j in jobs] == ["audio/music/a.wav", "audio/music/b.wav"]
+    assert jobs[1]["source_id"] == f"{archive}:audio/music/b.wav"
+    rows = corpus.process_job({**jobs[1], "out": str(tmp_path / "out")})
+    # 25 s of tone capped at the job's 12 s -> two 6 s clips, same split, the archive's bytes decoded.
+    assert [r["seconds"] for r in rows] == pytest.approx([6.0, 6.0], abs=1e-3)
+    assert {r["split"] for r in rows} == {corpus.split_for_source(jobs[1]["source_id"])}
+    wav, _ = corpus.read_wav(tmp_path / "out" / rows[0]["path"])
+    assert np.abs(wav).max() == pytest.approx(0.3, abs=0.01)
+    assert _zip_jobs("z", "music", "p", str(tmp_path / "missing.zip"), ("audio/",)) == []
