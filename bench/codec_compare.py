@@ -33,10 +33,11 @@ from codec.tokens import resample  # noqa: E402
 from eval.metrics import mel_distance, pesq_wb, stoi  # noqa: E402
 
 
-def test_rows(corpus: str | Path, kind: str, limit: int) -> list[dict]:
-    """Every n-th manifest row of ``kind`` in the test split, at most ``limit`` (deterministic)."""
+def test_rows(corpus: str | Path, kind: str, limit: int, sources: list[str] | None = None) -> list[dict]:
+    """Every n-th manifest row of ``kind`` (and of ``sources``, if given) in the test split, at most ``limit``."""
     rows = [json.loads(x) for x in (Path(corpus) / "manifest.jsonl").read_text().splitlines() if x.strip()]
     rows = [r for r in rows if r["split"] == "test" and r["kind"] == kind]
+    rows = [r for r in rows if sources is None or r.get("source") in sources]
     return rows[:: max(1, len(rows) // limit)][:limit]
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--kind", default="speech")
     parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--source", help="only manifest rows of these comma-separated sources (packages)")
     parser.add_argument("--crop-seconds", type=float, default=6.0)
     parser.add_argument("--num-codebooks", default="3,12")
     parser.add_argument("--threads", type=int, default=2)
@@ -54,7 +56,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = test_rows(args.corpus, args.kind, args.limit)
+    rows = test_rows(args.corpus, args.kind, args.limit, args.source.split(",") if args.source else None)
     speech = args.kind == "speech"
     lines = [args.note, ""] if args.note else []
     lines += [

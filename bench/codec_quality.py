@@ -35,6 +35,7 @@ def main() -> None:
     )
     parser.add_argument("--split", default="test", help="corpus split to score")
     parser.add_argument("--limit", type=int, default=40, help="items per kind (evenly spaced, deterministic)")
+    parser.add_argument("--source", help="only manifest rows of these comma-separated sources (packages)")
     parser.add_argument(
         "--crop-seconds", type=float, default=6.0, help="score the first N seconds of each item"
     )
@@ -47,7 +48,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     codec = load_codec(args.codec)
-    items = collect_items(args.corpus, split=args.split, limit=args.limit)
+    sources = args.source.split(",") if args.source else None
+    items = collect_items(args.corpus, split=args.split, limit=args.limit, sources=sources)
     report = evaluate_codec(
         codec,
         items,
@@ -65,7 +67,8 @@ def main() -> None:
         report.to_json(out / f"{re.sub('[^a-z0-9]+', '_', args.title.lower()).strip('_')}.json")
         body = (
             f"Codec `{codec.codec_id}`, corpus `{args.corpus}` split `{args.split}`, "
-            f"items (at most {args.limit} per kind): "
+            + (f"sources {', '.join(sources)}, " if sources else "")
+            + f"items (at most {args.limit} per kind): "
             + ", ".join(f"{kind} {n}" for kind, n in Counter(kind for _, kind in items).items())
             + ", "
             f"first {args.crop_seconds:g} s of each. Means (medians in the JSON). Lower is better for mel/STFT "

@@ -385,13 +385,18 @@ def evaluate_codec(
 
 
 def collect_items(
-    ref: str | os.PathLike, kind: str = "auto", split: str | None = "test", limit: int | None = None
+    ref: str | os.PathLike,
+    kind: str = "auto",
+    split: str | None = "test",
+    limit: int | None = None,
+    sources: list[str] | None = None,
 ) -> list[tuple[Path, str]]:
     """Reference items from a corpus (a folder with manifest.jsonl, or the manifest itself) or a folder of audio.
 
     Manifest rows are ``{"path", "kind", "split", ...}`` with paths relative to the manifest's folder;
     rows of another ``split`` are left out (``split=None`` keeps all), and ``kind`` other than "auto" keeps
-    only rows of that kind. In a plain folder, ``kind`` gives every file's kind; "auto" takes it from a
+    only rows of that kind; ``sources`` keeps only rows whose ``source`` (the package) is one of them, e.g. the
+    recorded music of ``0ad-data`` apart from the rendered MIDI. In a plain folder, ``kind`` gives every file's kind; "auto" takes it from a
     folder named speech, music or sfx on the file's path and otherwise assumes speech.
     limit: at most this many items per kind, evenly spaced through the sorted list (deterministic).
     """
@@ -418,6 +423,8 @@ def collect_items(
                 continue
             if kind != "auto" and row_kind != kind:
                 continue
+            if sources is not None and row.get("source") not in sources:
+                continue
             if row_kind not in KINDS:
                 raise ValueError(f"{manifest}:{line_no}: kind {row_kind!r} is not one of {KINDS}.")
             items.append((manifest.parent / row_path, row_kind))
@@ -425,8 +432,11 @@ def collect_items(
             raise ValueError(
                 f"{manifest}: no rows with split {split!r}"
                 + (f" and kind {kind!r}" if kind != "auto" else "")
-                + "; check --split / --kind."
+                + (f" and source in {sources}" if sources is not None else "")
+                + "; check --split / --kind / --source."
             )
+    elif sources is not None:
+        raise ValueError(f"{ref}: a source filter needs a corpus manifest (its rows name their source).")
     elif ref.is_dir():
         for path in iter_audio_files([str(ref)]):
             if kind != "auto":

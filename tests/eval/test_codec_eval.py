@@ -168,6 +168,20 @@ def test_collect_items_folder_and_limits(corpus, tmp_path):
     write_tone(plain / "y.flac")
     assert sorted(k for _, k in collect_items(plain, kind="auto")) == ["music", "speech"]
     assert {k for _, k in collect_items(plain, kind="sfx")} == {"sfx"}
+    with pytest.raises(ValueError, match="source filter needs a corpus manifest"):
+        collect_items(plain, sources=["test"])
+    # a source filter keeps the rows of those packages only (e.g. recorded music apart from rendered MIDI)
+    rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]
+    rows[2]["source"] = "0ad-data"
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [p.name for p, _ in collect_items(corpus, sources=["0ad-data"])] == ["c.wav"]
+    assert [p.name for p, _ in collect_items(corpus, sources=["test", "0ad-data"])] == [
+        "c.wav",
+        "d.wav",
+        "a.wav",
+    ]
+    with pytest.raises(ValueError, match="source in \\['nobody'\\]"):
+        collect_items(corpus, sources=["nobody"])
     (corpus / "manifest.jsonl").write_text('{"kind": "speech"}\n')
     with pytest.raises(ValueError, match="manifest.jsonl:1"):
         collect_items(corpus)
