@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from codec.model import CodecConfig, CodecModel, save_codec
-from codec.train import latest_checkpoint, stage_record
+from codec.train import RUN_CORPUS, latest_checkpoint, stage_record
 
 
 def checkpoint_of(run_dir: str | Path, checkpoint: str | None = None) -> Path:
@@ -42,8 +42,15 @@ def export_run(
     # of `stages` (the top level then describes the codec as a whole).
     own = extra["stages"][-1] if "stages" in extra else extra
     own["checkpoint"] = ckpt.name
+    # The hours the run itself read (its corpus snapshot), not the corpus as it may have grown since.
+    snapshot = run_dir / RUN_CORPUS
     corpus_hours_file = Path(run_config["train"]["data_dir"]) / "hours.json"
-    corpus_hours = json.loads(corpus_hours_file.read_text()) if corpus_hours_file.is_file() else None
+    if snapshot.is_file():
+        corpus_hours = json.loads(snapshot.read_text())["hours"]
+    elif corpus_hours_file.is_file():
+        corpus_hours = json.loads(corpus_hours_file.read_text())
+    else:
+        corpus_hours = None
     if corpus_hours is not None:
         own["corpus_hours"] = corpus_hours
     extra["recipe"] = "RECIPE.md"

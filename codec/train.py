@@ -116,6 +116,29 @@ def load_config(path: str | Path) -> tuple[CodecConfig, TrainConfig]:
     return model, TrainConfig(**train_raw)
 
 
+RUN_CORPUS = "corpus.json"
+
+
+def manifest_rows(data_dir: str | Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line]
+
+
+def corpus_snapshot(data_dir: str | Path, kinds: dict[str, float]) -> dict:
+    """What a run trains and validates on: the train and valid clips of its kinds, and their hours.
+
+    Written to ``<out_dir>/corpus.json`` when a run starts; a resumed run reads only these clips, so a
+    corpus that grew meanwhile (a new ``make data`` stage) neither changes its batches nor its record.
+    """
+    from codec.corpus import hours_table
+
+    rows = [r for r in manifest_rows(data_dir) if r["kind"] in kinds]
+    return {
+        "data_dir": str(data_dir),
+        "hours": hours_table(rows),
+        **{split: sorted(r["path"] for r in rows if r["split"] == split) for split in ("train", "valid")},
+    }
+
+
 class ClipBank:
     """All clips of one split in memory as int16, sampled statelessly by (seed, step, rank)."""
 
@@ -126,13 +149,21 @@ class ClipBank:
         sample_rate: int,
         kinds: dict[str, float],
         sources: dict[str, float] | None = None,
+        paths: list[str] | None = None,
     ):
+        """``paths``: only these clips of the split (a run's corpus snapshot), each of which must still exist."""
         import soundfile as sf
 
-        rows = [
-            json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line
-        ]
-        rows = [r for r in rows if r["split"] == split and r["kind"] in kinds]
+        rows = [r for r in manifest_rows(data_dir) if r["split"] == split and r["kind"] in kinds]
+        if paths is not None:
+            missing = set(paths) - {r["path"] for r in rows}
+            if missing:
+                raise ValueError(
+                    f"{data_dir}/manifest.jsonl lacks {len(missing)} {split} clips that this run trained on "
+                    f"(e.g. {sorted(missing)[:3]}): restore them, or start a new run (another out_dir)"
+                )
+            keep = set(paths)
+            rows = [r for r in rows if r["path"] in keep]
         sources = dict(sources or {})
         unknown = set(sources) - {r.get("source") for r in rows}
         if unknown:
@@ -190,10 +221,12 @@ def segment_samples(model_cfg: CodecConfig, cfg: TrainConfig) -> int:
     return int(cfg.segment_seconds * model_cfg.sample_rate) // model_cfg.hop_length * model_cfg.hop_length
 
 
-def validation_batch(model_cfg: CodecConfig, cfg: TrainConfig) -> torch.Tensor:
-    """The 16 fixed validation segments (3 training segments long) of ``cfg.data_dir``'s valid split,
-    drawn with ``cfg.kind_weights`` (not ``source_weights``) at ``cfg.seed``, step 0."""
-    bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights)
+def validation_batch(
+    model_cfg: CodecConfig, cfg: TrainConfig, paths: list[str] | None = None
+) -> torch.Tensor:
+    """The 16 fixed validation segments (3 training segments long) of ``cfg.data_dir``'s valid split
+    (only ``paths``, if given), drawn with ``cfg.kind_weights`` (not ``source_weights``) at ``cfg.seed``, step 0."""
+    bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights, paths=paths)
     return bank.batch(16, segment_samples(model_cfg, cfg) * 3, cfg.seed, step=0)
 
 
@@ -378,9 +411,26 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     objective = GeneratorObjective(
         cfg, accelerator.unwrap_model(mel_loss), accelerator.unwrap_model(stft_loss)
     ).to(accelerator.device)
-    bank = ClipBank(cfg.data_dir, "train", model_cfg.sample_rate, cfg.kind_weights, cfg.source_weights)
+    snapshot_file = out / RUN_CORPUS
+    if resume is None:
+        snapshot = corpus_snapshot(cfg.data_dir, cfg.kind_weights)
+        if accelerator.is_main_process:
+            snapshot_file.write_text(json.dumps(snapshot) + "\n")
+    elif snapshot_file.is_file():
+        snapshot = json.loads(snapshot_file.read_text())
+    else:  # a run started before runs recorded their corpus: it goes on with the manifest as it is now
+        snapshot = {"train": None, "valid": None}
+        accelerator.print(f"warning: {snapshot_file} is missing; resuming on the corpus as it is now")
+    bank = ClipBank(
+        cfg.data_dir,
+        "train",
+        model_cfg.sample_rate,
+        cfg.kind_weights,
+        cfg.source_weights,
+        paths=snapshot["train"],
+    )
     segment = segment_samples(model_cfg, cfg)
-    valid_wav = validation_batch(model_cfg, cfg).to(accelerator.device)
+    valid_wav = validation_batch(model_cfg, cfg, paths=snapshot["valid"]).to(accelerator.device)
     accelerator.init_trackers("codec")
     accelerator.print(
         f"train audio (s): {bank.seconds}; params: {sum(p.numel() for p in raw_model.parameters()) / 1e6:.2f}M"

@@ -341,3 +341,49 @@ def test_grown_codec_starts_as_exactly_its_init(tmp_path):
     train(deeper, replace(grown_cfg, out_dir=str(tmp_path / "grown")))  # and it trains on from there
     history = read_history(tmp_path / "grown")
     assert [h["step"] for h in history] == [1, 2] and np.isfinite(history[-1]["train/mel"])
+
+
+def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    cfg = replace(cfg, data_dir=str(corpus), steps=4, ckpt_every=2, log_every=2, eval_every=4)
+    straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "straight")))
+
+    run = tmp_path / "resumed"
+    train(model_cfg, replace(cfg, out_dir=str(run)), max_steps=2)
+    snapshot = json.loads((run / "corpus.json").read_text())
+    assert snapshot["train"] == [f"c{i}.wav" for i in range(6)] and snapshot["valid"] == [
+        "c6.wav",
+        "c7.wav",
+        "c8.wav",
+    ]
+    assert snapshot["hours"]["speech"]["train"] == pytest.approx(2 / 3600, abs=1e-3)
+    # A new corpus stage lands between the two parts: loud noise clips in train and valid.
+    manifest = corpus / "manifest.jsonl"
+    original = manifest.read_text()
+    noise = np.random.default_rng(1).uniform(-0.9, 0.9, 16000).astype(np.float32)
+    for i, split in enumerate(["train", "train", "valid"]):
+        sf.write(corpus / f"new{i}.wav", noise, 16000, subtype="PCM_16")
+        with open(manifest, "a") as f:
+            f.write(
+                json.dumps({"path": f"new{i}.wav", "kind": "speech", "split": split, "seconds": 1.0}) + "\n"
+            )
+    resumed = train(model_cfg, replace(cfg, out_dir=str(run)))
+
+    a, b = AudiotokCodec.from_pretrained(straight), AudiotokCodec.from_pretrained(resumed)
+    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    assert read_history(run)[-1]["valid/mel_k4"] == read_history(tmp_path / "straight")[-1]["valid/mel_k4"]
+    # The export's record is the corpus the run read, not the grown one.
+    (corpus / "hours.json").write_text(json.dumps({"speech": {"train": 99.0}}))
+    exported = export_run(run, tmp_path / "export")
+    hours = json.loads((exported / "config.json").read_text())["corpus_hours"]
+    assert hours == snapshot["hours"]
+
+    # A clip the run trained on that has left the corpus: one clear error, the checkpoints untouched.
+    manifest.write_text("".join(x + "\n" for x in original.splitlines() if "c0.wav" not in x))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match="lacks 1 train clips that this run trained on .*c0.wav"):
+        train(model_cfg, replace(cfg, out_dir=str(run), steps=6))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
