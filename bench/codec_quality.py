@@ -56,7 +56,7 @@ def main() -> None:
         num_codebooks_list=[int(k) for k in args.num_codebooks.split(",")],
         baselines=parse_baselines(args.baselines),
         split=args.split,
-        source=args.corpus,
+        source=args.corpus + (f" [{', '.join(sources)}]" if sources else ""),
         crop_seconds=args.crop_seconds,
     )
     markdown = report.to_markdown()

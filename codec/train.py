@@ -91,6 +91,11 @@ class TrainConfig:
     kind_weights: dict = field(default_factory=lambda: {"speech": 0.6, "music": 0.25, "sfx": 0.15})
     # Per-source multipliers on how often a clip is drawn within its kind (manifest ``source``; missing = 1).
     source_weights: dict = field(default_factory=dict)
+    # Fraction of training segments band-limited first (resampled to one of bandlimit_rates and back),
+    # so that narrowband recordings (telephone, 11 kHz game and archive audio) are in the training mix;
+    # the codec learns to reproduce them, not to invent their missing highs. 0 = off (the old batches).
+    bandlimit_prob: float = 0.0
+    bandlimit_rates: list = field(default_factory=lambda: [8000, 11025, 12000])
     log_every: int = 25
     ckpt_every: int = 250
     eval_every: int = 500
@@ -150,9 +155,19 @@ class ClipBank:
         kinds: dict[str, float],
         sources: dict[str, float] | None = None,
         paths: list[str] | None = None,
+        bandlimit_prob: float = 0.0,
+        bandlimit_rates: tuple[int, ...] = (),
     ):
-        """``paths``: only these clips of the split (a run's corpus snapshot), each of which must still exist."""
+        """``paths``: only these clips of the split (a run's corpus snapshot), each of which must still exist.
+        ``bandlimit_prob``: the fraction of drawn segments band-limited to one of ``bandlimit_rates``."""
         import soundfile as sf
+
+        check_bandlimit(bandlimit_prob, bandlimit_rates, sample_rate)
+        self.sample_rate = sample_rate
+        self.bandlimit_prob, self.bandlimit_rates = (
+            float(bandlimit_prob),
+            tuple(int(r) for r in bandlimit_rates),
+        )
 
         rows = [r for r in manifest_rows(data_dir) if r["split"] == split and r["kind"] in kinds]
         if paths is not None:
@@ -209,11 +224,33 @@ class ClipBank:
             clip = self.clips[kind][rng.choice(len(probs), p=probs)]
             start = int(rng.integers(0, max(1, len(clip) - segment + 1)))
             piece = clip[start : start + segment].astype(np.float32) / 32768.0
+            if self.bandlimit_prob > 0 and rng.random() < self.bandlimit_prob:  # no draw when off
+                rate = self.bandlimit_rates[int(rng.integers(len(self.bandlimit_rates)))]
+                piece = band_limit(piece, self.sample_rate, rate)
             # Random level (-30..-6 dBFS peak-relative range) so the codec sees quiet and loud audio.
             peak = max(float(np.abs(piece).max()), 1e-4)
             piece = piece / peak * 10 ** (rng.uniform(-24.0, -1.0) / 20)
             out[i, : len(piece)] = piece
         return torch.from_numpy(out)
+
+
+def check_bandlimit(prob: float, rates, sample_rate: int) -> None:
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"train.bandlimit_prob must be within [0, 1], got {prob}")
+    if prob > 0 and (not rates or any(not 0 < int(r) < sample_rate for r in rates)):
+        raise ValueError(
+            f"train.bandlimit_rates must be sample rates below the codec's {sample_rate} Hz, got {list(rates)}"
+        )
+
+
+def band_limit(wav: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
+    """``wav`` [S] as if recorded at ``rate``: resampled down and back up (polyphase), same length."""
+    from scipy.signal import resample_poly
+
+    g = math.gcd(sample_rate, rate)
+    low = resample_poly(wav, rate // g, sample_rate // g)
+    back = resample_poly(low, sample_rate // g, rate // g)[: len(wav)]
+    return np.pad(back, (0, len(wav) - len(back))).astype(np.float32)
 
 
 def segment_samples(model_cfg: CodecConfig, cfg: TrainConfig) -> int:
@@ -354,6 +391,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             "train.gan_start_step is within the run but disc_windows and disc_periods are both empty"
         )
     dropout_weights = quantizer_dropout_odds(cfg.quantizer_dropout_weights, model_cfg)
+    check_bandlimit(cfg.bandlimit_prob, cfg.bandlimit_rates, model_cfg.sample_rate)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -428,6 +466,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         cfg.kind_weights,
         cfg.source_weights,
         paths=snapshot["train"],
+        bandlimit_prob=cfg.bandlimit_prob,
+        bandlimit_rates=tuple(cfg.bandlimit_rates),
     )
     segment = segment_samples(model_cfg, cfg)
     valid_wav = validation_batch(model_cfg, cfg, paths=snapshot["valid"]).to(accelerator.device)

@@ -387,3 +387,34 @@ def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
     with pytest.raises(ValueError, match="lacks 1 train clips that this run trained on .*c0.wav"):
         train(model_cfg, replace(cfg, out_dir=str(run), steps=6))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_band_limited_segments_lose_their_highs_and_stay_a_pure_function(tmp_path):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 32000).astype(np.float32)
+    sf.write(tmp_path / "n.wav", noise, 16000, subtype="PCM_16")
+    (tmp_path / "manifest.jsonl").write_text(
+        json.dumps({"path": "n.wav", "kind": "speech", "split": "train", "seconds": 2.0}) + "\n"
+    )
+    kinds = {"speech": 1.0}
+
+    def high_share(batch: torch.Tensor) -> torch.Tensor:
+        """Per item: the share of energy above 4.2 kHz."""
+        power = torch.fft.rfft(batch).abs() ** 2
+        return power[:, int(4200 / 8000 * power.shape[1]) :].sum(1) / power.sum(1)
+
+    plain = ClipBank(tmp_path, "train", 16000, kinds)
+    off = ClipBank(tmp_path, "train", 16000, kinds, bandlimit_prob=0.0, bandlimit_rates=(8000,))
+    assert torch.equal(plain.batch(8, 8000, seed=0, step=2), off.batch(8, 8000, seed=0, step=2))
+    assert (high_share(plain.batch(8, 8000, seed=0, step=2)) > 0.4).all()
+
+    always = ClipBank(tmp_path, "train", 16000, kinds, bandlimit_prob=1.0, bandlimit_rates=(8000,))
+    assert (high_share(always.batch(8, 8000, seed=0, step=2)) < 0.01).all()
+    half = ClipBank(tmp_path, "train", 16000, kinds, bandlimit_prob=0.5, bandlimit_rates=(8000, 11025))
+    a = half.batch(200, 1600, seed=0, step=2)
+    assert torch.equal(a, half.batch(200, 1600, seed=0, step=2))
+    limited = float((high_share(a) < 0.2).float().mean())
+    assert 0.35 < limited < 0.65
+
+    for prob, rates in [(1.5, (8000,)), (0.5, (16000,)), (0.5, ())]:
+        with pytest.raises(ValueError, match="bandlimit"):
+            ClipBank(tmp_path, "train", 16000, kinds, bandlimit_prob=prob, bandlimit_rates=rates)
