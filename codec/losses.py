@@ -8,14 +8,14 @@ spectrogram discriminator with hinge adversarial and feature-matching losses.
   speech enhancement"). The other two losses see magnitudes only; this one also rewards the right phase.
   It also asks for the absolute phase (polarity included), which an encoder of log magnitudes cannot
   know; fine-tuning the shipped codec with it pulled the train mel distance from 0.2 to 0.5 in 250 steps
-  (configs/codec/cpu-refine-stage5-complex.yaml).
+  (configs/codec/history/cpu-refine-stage5-complex.yaml).
 * Phase-derivative loss (optional): the group delay (phase step along frequency) and instantaneous
   frequency (phase step along time) of the prediction against the target's, as ``|u - v|^2`` of unit
   phasors, i.e. ``2 - 2 cos`` of the wrapped difference (the anti-wrapping losses of APNet, Ai & Ling
   2023, in a form with bounded gradients), weighted by the target's compressed magnitude. Unlike the
   complex loss it does not care about polarity or a constant phase offset, only phase coherence. At
   weight 15 it made the shipped codec more coherent and louder (closer to the input's level) but lowered
-  PESQ-WB and STOI (configs/codec/cpu-refine-stage5-phase.yaml).
+  PESQ-WB and STOI (configs/codec/history/cpu-refine-stage5-phase.yaml).
 * Discriminator: one small 2-D conv net per STFT resolution on the (log-compressed) complex
   spectrogram, real and imaginary parts as channels, so it also judges phase (MS-STFT discriminator of
   EnCodec, Défossez et al. 2022, with fewer channels for CPU training); optionally also HiFi-GAN's
