@@ -32,7 +32,7 @@ data: $(STAMP)
 
 # Real voices the corpus never trains on, for the codec's out-of-domain check: single words (Debian
 # ktuberling-data), acted sentences (the Dutch dub of Fish Fillets NG; the corpus has its Czech one) and
-# English game voice lines at 11 kHz (Warzone 2100).
+# English game voice lines at 11 kHz (Warzone 2100); and the words again with nothing above 5.5 kHz.
 unseen: $(STAMP)
 	test -d /usr/share/ktuberling/sounds || (apt-get update -q && apt-get install -y -q --no-install-recommends ktuberling-data)
 	$(BIN)/python -m eval.unseen --out data/unseen
@@ -40,6 +40,7 @@ unseen: $(STAMP)
 	$(BIN)/python -m eval.unseen --set fillets-nl --out data/unseen-fillets
 	test -f /usr/share/games/warzone2100/base.wz || (apt-get update -q && apt-get install -y -q --no-install-recommends warzone2100-data)
 	$(BIN)/python -m eval.unseen --set warzone --out data/unseen-warzone
+	$(BIN)/python -m eval.unseen --bandlimit 11025 --out data/unseen-lp
 
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
@@ -54,6 +55,8 @@ bench: $(STAMP)
 		--limit 160 --title "Codec quality on unseen acted sentences (fillets-ng-data-nl)"; fi
 	if [ -f data/unseen-warzone/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-warzone \
 		--limit 100 --title "Codec quality on unseen game voice lines (warzone2100-data)"; fi
+	if [ -f data/unseen-lp/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-lp \
+		--limit 100 --title "Codec quality on unseen words, band-limited to 5.5 kHz"; fi
 	$(BIN)/python bench/codec_oracle.py
 	$(BIN)/python bench/train_step_speed.py
 

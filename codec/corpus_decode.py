@@ -40,6 +40,12 @@ def resample_np(wav: np.ndarray, orig_sr: int, new_sr: int = SAMPLE_RATE) -> np.
     return resample_poly(wav, new_sr // g, orig_sr // g).astype(np.float32)
 
 
+def band_limit(wav: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
+    """``wav`` [S] as if recorded at ``rate``: resampled down and back up (polyphase), same length."""
+    back = resample_np(resample_np(wav, sample_rate, rate), rate, sample_rate)[: len(wav)]
+    return np.pad(back, (0, len(wav) - len(back))).astype(np.float32)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file to float32 mono [S] at ``sample_rate`` (soundfile, else the ffmpeg CLI)."""
     try:

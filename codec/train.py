@@ -31,6 +31,7 @@ import torch
 import yaml
 from torch import nn
 
+from codec.corpus_decode import band_limit
 from codec.losses import (
     MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
@@ -241,16 +242,6 @@ def check_bandlimit(prob: float, rates, sample_rate: int) -> None:
         raise ValueError(
             f"train.bandlimit_rates must be sample rates below the codec's {sample_rate} Hz, got {list(rates)}"
         )
-
-
-def band_limit(wav: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
-    """``wav`` [S] as if recorded at ``rate``: resampled down and back up (polyphase), same length."""
-    from scipy.signal import resample_poly
-
-    g = math.gcd(sample_rate, rate)
-    low = resample_poly(wav, rate // g, sample_rate // g)
-    back = resample_poly(low, sample_rate // g, rate // g)[: len(wav)]
-    return np.pad(back, (0, len(wav) - len(back))).astype(np.float32)
 
 
 def segment_samples(model_cfg: CodecConfig, cfg: TrainConfig) -> int:

@@ -19,6 +19,7 @@ Identical recordings (some language variants ship the same files) are used once.
     python -m eval.unseen --out data/unseen                                  # ktuberling
     python -m eval.unseen --set fillets-nl --out data/unseen-fillets
     python -m eval.unseen --set warzone --out data/unseen-warzone            # then: audiotok eval codec DIR
+    python -m eval.unseen --bandlimit 11025 --out data/unseen-lp             # ktuberling, nothing above 5.5 kHz
 """
 
 from __future__ import annotations
@@ -128,9 +129,18 @@ def build_unseen(
     per_group: int | None = None,
     pause: float = 0.25,
     which: str = "ktuberling",
+    bandlimit: int | None = None,
 ) -> list[dict]:
-    """Write ``out/<group>-<n>.wav`` and ``out/manifest.jsonl`` for the set ``which``; returns the rows."""
+    """Write ``out/<group>-<n>.wav`` and ``out/manifest.jsonl`` for the set ``which``; returns the rows.
+
+    ``bandlimit``: a narrowband version of the set, every recording resampled to that rate and back (e.g.
+    11025: nothing above 5.5 kHz), to see what band-limited input does to a codec against the baselines.
+    """
     from codec.audio import AudioError, load_audio, sha256_file
+    from codec.corpus_decode import band_limit
+
+    if bandlimit is not None and not 0 < bandlimit < sample_rate:
+        raise ValueError(f"bandlimit must be a rate below {sample_rate} Hz, got {bandlimit}")
 
     spec = SETS[which]
     source, out = Path(source or spec.source), Path(out)
@@ -153,6 +163,8 @@ def build_unseen(
         for path in fresh:
             try:
                 wav = load_audio(path, target_sr=sample_rate).wav[0].numpy()
+                if bandlimit is not None:
+                    wav = band_limit(wav, sample_rate, bandlimit)
             except AudioError as e:  # e.g. an empty line in fillets-ng-data-nl: the item goes on without it
                 print(f"skipped {e}")
                 continue
@@ -172,6 +184,7 @@ def build_unseen(
                         "license": spec.license,
                         "language": language,
                         "seconds": round(len(audio) / sample_rate, 3),
+                        **({"bandlimit": bandlimit} if bandlimit is not None else {}),
                         "original": [
                             f"{path.parent.relative_to(source).as_posix()}/{path.name}" for path in names
                         ],
@@ -196,9 +209,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="minimum length of an item")
     parser.add_argument("--per-group", type=int, help="at most this many items per language or level")
+    parser.add_argument(
+        "--bandlimit", type=int, help="narrowband version: resample every recording to this rate and back"
+    )
     args = parser.parse_args(argv)
     rows = build_unseen(
-        args.out, args.source, seconds=args.seconds, per_group=args.per_group, which=args.which
+        args.out,
+        args.source,
+        seconds=args.seconds,
+        per_group=args.per_group,
+        which=args.which,
+        bandlimit=args.bandlimit,
     )
     groups = sorted({r["path"].rsplit("-", 1)[0] for r in rows})
     print(

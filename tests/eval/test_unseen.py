@@ -107,3 +107,20 @@ def test_warzone_items_come_from_the_voice_folders_of_the_games_zip(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="apt-get install warzone2100-data"):
         build_unseen(tmp_path / "none", tmp_path / "missing.wz", which="warzone")
+
+
+def test_a_band_limited_version_keeps_the_items_and_drops_the_highs(tmp_path):
+    sounds = tmp_path / "sounds"
+    (sounds / "de").mkdir(parents=True)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * 16000).astype(np.float32)
+    sf.write(sounds / "de" / "w00.wav", noise, 16000)
+
+    full = build_unseen(tmp_path / "full", sounds, seconds=2.0)
+    narrow = build_unseen(tmp_path / "narrow", sounds, seconds=2.0, bandlimit=8000)
+    assert [r["path"] for r in narrow] == [r["path"] for r in full] and narrow[0]["bandlimit"] == 8000
+    for rows, root, lo, hi in [(full, "full", 0.4, 0.6), (narrow, "narrow", 0.0, 0.01)]:
+        audio, _ = sf.read(tmp_path / root / rows[0]["path"])
+        power = np.abs(np.fft.rfft(audio)) ** 2
+        assert lo < power[int(len(power) * 4200 / 8000) :].sum() / power.sum() < hi
+    with pytest.raises(ValueError, match="bandlimit must be a rate below 16000"):
+        build_unseen(tmp_path / "bad", sounds, seconds=2.0, bandlimit=16000)
