@@ -42,6 +42,20 @@ def make_corpus(root: Path) -> Path:
     return root
 
 
+def tiny_setup(tmp_path: Path, **train_overrides):
+    """A tiny corpus under ``tmp_path/corpus`` and the tiny config on it, with ``train_overrides``."""
+    (tmp_path / "corpus").mkdir()
+    corpus = make_corpus(tmp_path / "corpus")
+    model_cfg, cfg = load_config(TINY)
+    return corpus, model_cfg, replace(cfg, data_dir=str(corpus), **train_overrides)
+
+
+def assert_same_weights(export_a: Path, export_b: Path) -> None:
+    a, b = AudiotokCodec.from_pretrained(export_a), AudiotokCodec.from_pretrained(export_b)
+    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(pa, pb), name
+
+
 def trained_start(tmp_path: Path, steps: int):
     """A tiny corpus, the tiny config on it, and a run of ``steps`` steps exported as ``start``."""
     (tmp_path / "corpus").mkdir()
@@ -97,19 +111,14 @@ def test_source_weights_steer_which_clips_are_drawn(tmp_path):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
-    model_cfg, cfg = load_config(TINY)
-    cfg = replace(cfg, data_dir=str(corpus), steps=6, ckpt_every=3, log_every=3, eval_every=6)
+    _, model_cfg, cfg = tiny_setup(tmp_path, steps=6, ckpt_every=3, log_every=3, eval_every=6)
 
     straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "straight")))
     train(model_cfg, replace(cfg, out_dir=str(tmp_path / "resumed")), max_steps=3)
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("*.pt")) == ["step-0000003.pt"]
     resumed = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "resumed")))
 
-    a, b = AudiotokCodec.from_pretrained(straight), AudiotokCodec.from_pretrained(resumed)
-    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
-        assert torch.equal(pa, pb), name
+    assert_same_weights(straight, resumed)
     history = read_history(tmp_path / "resumed")
     assert [h["step"] for h in history] == [3, 6]
     assert "codebook/perplexity_0" in history[-1] and "valid/mel_k4" in history[-1]
@@ -344,10 +353,7 @@ def test_grown_codec_starts_as_exactly_its_init(tmp_path):
 
 
 def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
-    model_cfg, cfg = load_config(TINY)
-    cfg = replace(cfg, data_dir=str(corpus), steps=4, ckpt_every=2, log_every=2, eval_every=4)
+    corpus, model_cfg, cfg = tiny_setup(tmp_path, steps=4, ckpt_every=2, log_every=2, eval_every=4)
     straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "straight")))
 
     run = tmp_path / "resumed"
@@ -371,9 +377,7 @@ def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
             )
     resumed = train(model_cfg, replace(cfg, out_dir=str(run)))
 
-    a, b = AudiotokCodec.from_pretrained(straight), AudiotokCodec.from_pretrained(resumed)
-    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
-        assert torch.equal(pa, pb), name
+    assert_same_weights(straight, resumed)
     assert read_history(run)[-1]["valid/mel_k4"] == read_history(tmp_path / "straight")[-1]["valid/mel_k4"]
     # The export's record is the corpus the run read, not the grown one.
     (corpus / "hours.json").write_text(json.dumps({"speech": {"train": 99.0}}))
