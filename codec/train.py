@@ -31,6 +31,7 @@ import torch
 import yaml
 from torch import nn
 
+from codec.corpus import hours_table, read_manifest
 from codec.corpus_decode import band_limit
 from codec.losses import (
     MultiResolutionComplexLoss,
@@ -125,19 +126,13 @@ def load_config(path: str | Path) -> tuple[CodecConfig, TrainConfig]:
 RUN_CORPUS = "corpus.json"
 
 
-def manifest_rows(data_dir: str | Path) -> list[dict]:
-    return [json.loads(line) for line in (Path(data_dir) / "manifest.jsonl").read_text().splitlines() if line]
-
-
 def corpus_snapshot(data_dir: str | Path, kinds: dict[str, float]) -> dict:
     """What a run trains and validates on: the train and valid clips of its kinds, and their hours.
 
     Written to ``<out_dir>/corpus.json`` when a run starts; a resumed run reads only these clips, so a
     corpus that grew meanwhile (a new ``make data`` stage) neither changes its batches nor its record.
     """
-    from codec.corpus import hours_table
-
-    rows = [r for r in manifest_rows(data_dir) if r["kind"] in kinds]
+    rows = [r for r in read_manifest(data_dir) if r["kind"] in kinds]
     return {
         "data_dir": str(data_dir),
         "hours": hours_table(rows),
@@ -170,7 +165,7 @@ class ClipBank:
             tuple(int(r) for r in bandlimit_rates),
         )
 
-        rows = [r for r in manifest_rows(data_dir) if r["split"] == split and r["kind"] in kinds]
+        rows = [r for r in read_manifest(data_dir) if r["split"] == split and r["kind"] in kinds]
         if paths is not None:
             missing = set(paths) - {r["path"] for r in rows}
             if missing:
