@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,asr]'
 	./scripts/install_system_deps.sh
 	touch $(STAMP)
 
@@ -57,6 +57,11 @@ bench: $(STAMP)
 		--limit 100 --title "Codec quality on unseen game voice lines (warzone2100-data)"; fi
 	if [ -f data/unseen-lp/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-lp \
 		--limit 100 --title "Codec quality on unseen words, band-limited to 5.5 kHz"; fi
+	$(BIN)/python bench/codec_quality.py --language en --wer --crop-seconds 0 --limit 100 \
+		--baselines opus6,opus12,codec2_1600,codec2_3200 --title "Codec intelligibility: Whisper WER on English test speech"
+	if [ -f data/unseen-warzone/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-warzone \
+		--wer --crop-seconds 0 --limit 100 --baselines opus6,opus12,codec2_1600,codec2_3200 \
+		--title "Codec intelligibility: Whisper WER on unseen game voice lines (warzone2100-data)"; fi
 	$(BIN)/python bench/codec_oracle.py
 	$(BIN)/python bench/train_step_speed.py
 

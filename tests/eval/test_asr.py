@@ -1,0 +1,155 @@
+"""eval.asr: text normalisation and word errors, manifest texts, the language filter, and Whisper tiny.en
+on a sentence that flite speaks on the spot, alone and through the shipped codec's evaluation."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import soundfile as sf
+
+from codec.audio import load_audio
+from eval.asr import WordErrors, corpus_wer, manifest_texts, normalize_text, word_errors
+from eval.codec_eval import collect_items, evaluate_codec
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+def test_normalize_text_follows_whisper():
+    assert normalize_text("  Five minutes -- REMAINING!  ") == "5 minutes remaining"
+    assert normalize_text("Mr. Smith's tanks.") == normalize_text("mister smith's tanks")
+
+
+def test_word_errors_counts_each_kind():
+    same = word_errors("The cat sat.", "the cat, sat")
+    assert (same.errors, same.words) == (0, 3)
+    e = word_errors("the cat sat", "the dog sat down")
+    assert (e.substitutions, e.deletions, e.insertions, e.errors, e.words) == (1, 0, 1, 2, 3)
+    gone = word_errors("the cat sat", "")
+    assert (gone.deletions, gone.errors) == (3, 3)
+    with pytest.raises(ValueError, match="no words"):
+        word_errors(" ?! ", "the cat")
+
+
+def test_corpus_wer_weights_by_words():
+    items = [WordErrors("a b c d", "a b c d", 0, 0, 0, 4), WordErrors("a b", "", 0, 2, 0, 2)]
+    assert corpus_wer(items) == pytest.approx(2 / 6)  # not the mean of 0 and 1
+    assert corpus_wer([]) is None
+
+
+def _manifest(tmp_path, rows):
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_manifest_texts_leave_out_cut_recordings(tmp_path):
+    rows = [
+        {"path": "a.wav", "kind": "speech", "split": "test", "source_id": "r1", "text": "Whole clip."},
+        {"path": "b0.wav", "kind": "speech", "split": "test", "source_id": "r2", "text": "Long text."},
+        {"path": "b1.wav", "kind": "speech", "split": "test", "source_id": "r2", "text": "Long text."},
+        {"path": "c.wav", "kind": "speech", "split": "test", "source_id": "r3"},
+        {"path": "d.wav", "kind": "speech", "split": "test", "text": "No source id."},
+    ]
+    texts = manifest_texts(_manifest(tmp_path, rows))
+    assert texts == {str(tmp_path / "a.wav"): "Whole clip.", str(tmp_path / "d.wav"): "No source id."}
+    assert manifest_texts(tmp_path / "nowhere") == {}
+
+
+def test_collect_items_language_filter(tmp_path):
+    langs = ["en", "en-us", "en_GB", "eng", "de", None]
+    rows = [
+        {"path": f"{i}.wav", "kind": "speech", "split": "test", "language": lang}
+        for i, lang in enumerate(langs)
+    ]
+    corpus = _manifest(tmp_path, rows)
+    kept = [p.name for p, _ in collect_items(corpus, languages=["en"])]
+    assert kept == ["0.wav", "1.wav", "2.wav"]
+    assert [p.name for p, _ in collect_items(corpus, languages=["de", "EN-US"])] == ["1.wav", "4.wav"]
+    with pytest.raises(ValueError, match="language in"):
+        collect_items(corpus, languages=["fr"])
+    (tmp_path / "audio").mkdir()
+    with pytest.raises(ValueError, match="needs a corpus manifest"):
+        collect_items(tmp_path / "audio", languages=["en"])
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """SENTENCE spoken by flite, at 16 kHz; skipped where flite or the recogniser is not installed."""
+    pytest.importorskip("faster_whisper", reason="pip install '.[asr]'")
+    if shutil.which("flite") is None:
+        pytest.skip("flite not installed (scripts/install_system_deps.sh installs it)")
+    folder = tmp_path_factory.mktemp("spoken")
+    raw = folder / "raw.wav"
+    subprocess.run(["flite", "-t", SENTENCE, "-o", str(raw)], check=True)
+    audio = load_audio(raw, target_sr=16000, channel_policy="downmix")
+    sf.write(folder / "fox.wav", audio.wav[0].numpy(), 16000)
+    return folder / "fox.wav"
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    from eval.asr import Transcriber
+
+    return Transcriber(threads=1)
+
+
+def test_whisper_hears_the_sentence(spoken, transcriber):
+    audio = load_audio(spoken, target_sr=16000).wav[0]
+    text = transcriber.transcribe(audio, 16000)
+    assert word_errors(SENTENCE, text).errors <= 1, text
+    # the same words at another rate: transcribe resamples
+    audio8k = load_audio(spoken, target_sr=8000).wav[0]
+    assert word_errors(SENTENCE, transcriber.transcribe(audio8k, 8000)).errors <= 1
+
+
+def test_evaluate_codec_reports_wer(spoken, transcriber):
+    from codec.registry import load_codec
+
+    codec = load_codec("default")
+    report = evaluate_codec(
+        codec, [(spoken, "speech")], [3, 12], transcriber=transcriber, texts={str(spoken): SENTENCE}
+    )
+    assert report.meta["asr"]["text_references"] == 1
+    assert report.meta["asr"]["original_wer"] <= 1 / 9
+    rows = {r.setting: r for r in report.summary}
+    for row in rows.values():
+        assert row.wer["words"] == 9 and row.wer["items"] == 1
+    # the shipped codec keeps most words of a clean sentence at 6 kbps (flite speaks at 8 kHz: narrowband,
+    # the codec's weaker case; on this sentence it loses 3 of 9 words where Opus 6 loses 1)
+    assert rows["K=12"].wer["wer"] <= 4 / 9, [i.wer for i in report.items]
+    assert "WER % ↓" in report.to_markdown()
+    assert json.loads(report.to_json())["items"][0]["wer"]["words"] == 9
+    # cropped shorter, the manifest text no longer holds: the original's transcript is the reference
+    cropped = evaluate_codec(
+        codec,
+        [(spoken, "speech")],
+        [12],
+        transcriber=transcriber,
+        texts={str(spoken): SENTENCE},
+        crop_seconds=1.0,
+    )
+    asr = cropped.meta["asr"]
+    assert asr["text_references"] == 0 and asr["transcript_references"] + asr["no_words"] == 1
+    assert asr["original_wer"] is None
+
+
+def test_cli_wer(spoken, tmp_path, monkeypatch, capsys):
+    import codec.cli
+
+    shutil.copy(spoken, tmp_path / "fox.wav")
+    rows = [
+        {"path": "fox.wav", "kind": "speech", "split": "test", "language": "en-us", "text": SENTENCE},
+        {"path": "missing-de.wav", "kind": "speech", "split": "test", "language": "de", "text": "Hallo."},
+    ]
+    corpus = _manifest(tmp_path, rows)
+    out = tmp_path / "r.json"
+    argv = ["eval", "codec", str(corpus), "--num-codebooks", "12", "--baselines", "none", "--quiet"]
+    rc = codec.cli.main([*argv, "--wer", "--language", "en", "--out", str(out)])
+    assert rc == 0  # the German row (whose file does not exist) was never loaded
+    report = json.loads(out.read_text())
+    assert report["meta"]["asr"]["text_references"] == 1
+    assert [i["wer"]["words"] for i in report["items"]] == [9]
+    # no recogniser weights where they are looked for: one clear usage error
+    monkeypatch.setenv("AUDIOTOK_WHISPER_DIR", str(tmp_path / "no-model"))
+    rc = codec.cli.main([*argv, "--wer"])
+    assert rc == 2 and "'.[asr]'" in capsys.readouterr().err
