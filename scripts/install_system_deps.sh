@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System tools the evaluation baselines need (Opus and Codec2 command-line codecs).
+# System tools the evaluation needs: the Opus and Codec2 command-line codecs (baselines) and flite (the WER test).
 # Installed with apt-get when missing and when we are root; otherwise the tests that need them skip.
 set -u
 need=()
@@ -9,8 +9,8 @@ command -v flite >/dev/null 2>&1 || need+=(flite)  # speaks the English sentence
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null 2>&1 \
-    || echo "warning: could not install ${need[*]}; baseline codecs will be skipped" >&2
+    || echo "warning: could not install ${need[*]}; the baselines and tests that need them will be skipped" >&2
 else
-  echo "note: ${need[*]} not installed (needs root); baseline codecs will be skipped" >&2
+  echo "note: ${need[*]} not installed (needs root); the baselines and tests that need them will be skipped" >&2
 fi
 exit 0
