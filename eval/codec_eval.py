@@ -137,7 +137,7 @@ class CodecReport:
             headers.append(f"{name} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
         with_wer = any(r.wer for r in self.summary)
         if with_wer:
-            headers.append("WER % ↓")
+            headers += ["WER % ↓", "capped WER % ↓"]
         headers += ["encode ×RT", "decode ×RT"]
         for kind in [k for k in KINDS if any(r.kind == k for r in self.summary)]:
             rows = sorted(
@@ -161,6 +161,7 @@ class CodecReport:
                     cells.append(_format_stat(r.metrics[name], r.num_items))
                 if with_wer:
                     cells.append(_format_wer(r.wer, r.num_items))
+                    cells.append(_format_wer(r.wer, r.num_items, "capped_wer", loops=True))
                 cells += [f"{r.encode_x_realtime:.1f}", f"{r.decode_x_realtime:.1f}"]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
@@ -174,6 +175,8 @@ class CodecReport:
             lines += [
                 "",
                 f"WER: {asr['implementation']}. Corpus WER (errors / reference words) over the speech items "
+                "(capped: each item's errors at most its word count; loops: items with more insertions than "
+                "words, where the recogniser repeats itself) "
                 f"with words: {asr['text_references']} against the manifest's text, "
                 f"{asr['transcript_references']} against the recogniser's transcript of the original"
                 + (
@@ -209,10 +212,10 @@ def _format_stat(stat: dict, num_items: int) -> str:
     return text if stat["n"] == num_items else f"{text} [{stat['n']}]"
 
 
-def _format_wer(wer: dict | None, num_items: int) -> str:
-    if not wer or wer["wer"] is None:
+def _format_wer(wer: dict | None, num_items: int, key: str = "wer", loops: bool = False) -> str:
+    if not wer or wer[key] is None:
         return "n/a"
-    text = f"{100 * wer['wer']:.1f}"
+    text = f"{100 * wer[key]:.1f}" + (f" ({wer['loops']} loops)" if loops and wer["loops"] else "")
     return text if wer["items"] == num_items else f"{text} [{wer['items']}]"
 
 
@@ -320,8 +323,13 @@ def _wer_stats(group: list[ItemResult]) -> dict | None:
     scored = [r.wer for r in group if r.wer is not None]
     if not scored:
         return None
+    words = sum(e.words for e in scored)
     return {
         "wer": corpus_wer(scored),
+        # each item's errors capped at its word count: one Whisper repetition loop (hundreds of
+        # insertions on one item) cannot outweigh the rest of the set
+        "capped_wer": sum(min(e.errors, e.words) for e in scored) / words,
+        "loops": sum(e.insertions > e.words for e in scored),  # items with more insertions than words
         "errors": sum(e.errors for e in scored),
         "words": sum(e.words for e in scored),
         "items": len(scored),

@@ -117,7 +117,8 @@ def test_evaluate_codec_reports_wer(spoken, transcriber):
     # the shipped codec keeps most words of a clean sentence at 6 kbps (flite speaks at 8 kHz: narrowband,
     # the codec's weaker case; on this sentence it loses 3 of 9 words where Opus 6 loses 1)
     assert rows["K=12"].wer["wer"] <= 4 / 9, [i.wer for i in report.items]
-    assert "WER % ↓" in report.to_markdown()
+    assert "WER % ↓" in report.to_markdown() and "capped WER % ↓" in report.to_markdown()
+    assert rows["K=12"].wer["capped_wer"] <= rows["K=12"].wer["wer"]
     assert json.loads(report.to_json())["items"][0]["wer"]["words"] == 9
     # cropped shorter, the manifest text no longer holds: the original's transcript is the reference
     cropped = evaluate_codec(
@@ -153,3 +154,19 @@ def test_cli_wer(spoken, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AUDIOTOK_WHISPER_DIR", str(tmp_path / "no-model"))
     rc = codec.cli.main([*argv, "--wer"])
     assert rc == 2 and "'.[asr]'" in capsys.readouterr().err
+
+
+def test_capped_wer_bounds_a_repetition_loop():
+    from eval.codec_eval import ItemResult, _summarize
+    from eval.metrics import Metrics
+
+    def item(path, ref, hyp):
+        m = Metrics(mel_distance=0.1, stft_distance=1.0, si_sdr=0.0)
+        return ItemResult(path, "speech", "c", "K=3", 1.0, 1.0, 1.0, 0.1, 0.1, m, wer=word_errors(ref, hyp))
+
+    looped = "it is your place " * 20  # 80 words against a 3-word reference
+    row = _summarize(
+        [item("a", "talk to me", looped), item("b", "unit under attack now", "unit under attack now")]
+    )[0]
+    assert row.wer["wer"] == pytest.approx(row.wer["errors"] / 7) and row.wer["wer"] > 10
+    assert row.wer["capped_wer"] == pytest.approx(3 / 7) and row.wer["loops"] == 1
