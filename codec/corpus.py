@@ -174,8 +174,11 @@ def append_rows(manifest: Path, rows: list[dict]) -> None:
 
 
 def read_manifest(corpus_dir: str | Path) -> list[dict]:
-    """All rows of ``<corpus_dir>/manifest.jsonl`` (a half-written last line, from a running build, is skipped)."""
-    path = Path(corpus_dir) / MANIFEST_NAME
+    """All rows of ``<corpus_dir>/manifest.jsonl``, or of ``corpus_dir`` itself when it is a ``.jsonl`` file
+    (a half-written last line, from a running build, is skipped)."""
+    path = Path(corpus_dir)
+    if path.suffix != ".jsonl":
+        path = path / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no corpus manifest; build one with `audiotok data build --out {corpus_dir}`."

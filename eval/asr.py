@@ -21,7 +21,6 @@ Definitions (fixed here so that figures stay comparable across runs):
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -168,7 +167,9 @@ def manifest_texts(ref: str | os.PathLike) -> dict[str, str]:
     manifest = ref / "manifest.jsonl" if ref.is_dir() else ref
     if not (manifest.is_file() and manifest.suffix == ".jsonl"):
         return {}
-    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from codec.corpus import read_manifest
+
+    rows = read_manifest(manifest)
     clips = Counter(row["source_id"] for row in rows if row.get("source_id"))
     return {
         str(manifest.parent / row["path"]): row["text"]

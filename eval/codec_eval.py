@@ -331,7 +331,7 @@ def _wer_stats(group: list[ItemResult]) -> dict | None:
         "capped_wer": sum(min(e.errors, e.words) for e in scored) / words,
         "loops": sum(e.insertions > e.words for e in scored),  # items with more insertions than words
         "errors": sum(e.errors for e in scored),
-        "words": sum(e.words for e in scored),
+        "words": words,
         "items": len(scored),
     }
 

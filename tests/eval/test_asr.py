@@ -1,6 +1,7 @@
 """eval.asr: text normalisation and word errors, manifest texts, the language filter, and Whisper tiny.en
 on a sentence that flite speaks on the spot, alone and through the shipped codec's evaluation."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -72,12 +73,15 @@ def test_collect_items_language_filter(tmp_path):
         collect_items(tmp_path / "audio", languages=["en"])
 
 
+needs_asr = pytest.mark.skipif(
+    importlib.util.find_spec("faster_whisper") is None or shutil.which("flite") is None,
+    reason="needs faster-whisper (pip install '.[asr]') and flite (scripts/install_system_deps.sh installs it)",
+)
+
+
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
-    """SENTENCE spoken by flite, at 16 kHz; skipped where flite or the recogniser is not installed."""
-    pytest.importorskip("faster_whisper", reason="pip install '.[asr]'")
-    if shutil.which("flite") is None:
-        pytest.skip("flite not installed (scripts/install_system_deps.sh installs it)")
+    """SENTENCE spoken by flite, at 16 kHz (the tests using it carry ``needs_asr``)."""
     folder = tmp_path_factory.mktemp("spoken")
     raw = folder / "raw.wav"
     subprocess.run(["flite", "-t", SENTENCE, "-o", str(raw)], check=True)
@@ -93,6 +97,7 @@ def transcriber():
     return Transcriber(threads=1)
 
 
+@needs_asr
 def test_whisper_hears_the_sentence(spoken, transcriber):
     audio = load_audio(spoken, target_sr=16000).wav[0]
     text = transcriber.transcribe(audio, 16000)
@@ -102,6 +107,7 @@ def test_whisper_hears_the_sentence(spoken, transcriber):
     assert word_errors(SENTENCE, transcriber.transcribe(audio8k, 8000)).errors <= 1
 
 
+@needs_asr
 def test_evaluate_codec_reports_wer(spoken, transcriber):
     from codec.registry import load_codec
 
@@ -134,6 +140,7 @@ def test_evaluate_codec_reports_wer(spoken, transcriber):
     assert asr["original_wer"] is None
 
 
+@needs_asr
 def test_cli_wer(spoken, tmp_path, monkeypatch, capsys):
     import codec.cli
 
