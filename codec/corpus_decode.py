@@ -46,6 +46,17 @@ def band_limit(wav: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
     return np.pad(back, (0, len(wav) - len(back))).astype(np.float32)
 
 
+def mix_at_snr(signal: np.ndarray, under: np.ndarray, snr_db: float) -> np.ndarray:
+    """``signal`` with ``under`` (zero-padded to its length) added ``snr_db`` dB below it in RMS power.
+
+    A silent ``signal`` or ``under`` leaves ``signal`` as it is."""
+    under = np.pad(under, (0, max(0, len(signal) - len(under))))[: len(signal)]
+    p_signal, p_under = float(np.mean(signal**2)), float(np.mean(under**2))
+    if p_signal < 1e-10 or p_under < 1e-10:
+        return signal
+    return (signal + under * math.sqrt(p_signal / p_under * 10 ** (-snr_db / 10))).astype(np.float32)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file to float32 mono [S] at ``sample_rate`` (soundfile, else the ffmpeg CLI)."""
     try:

@@ -32,7 +32,7 @@ import yaml
 from torch import nn
 
 from codec.corpus import hours_table, read_manifest
-from codec.corpus_decode import band_limit
+from codec.corpus_decode import band_limit, mix_at_snr
 from codec.losses import (
     MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
@@ -98,6 +98,14 @@ class TrainConfig:
     # the codec learns to reproduce them, not to invent their missing highs. 0 = off (the old batches).
     bandlimit_prob: float = 0.0
     bandlimit_rates: list = field(default_factory=lambda: [8000, 11025, 12000])
+    # Fraction of segments with a segment of another kind mixed under them (speech over music or effects,
+    # music over speech...) at a signal-to-background ratio drawn from mix_snr_db (dB): real recordings
+    # are mixtures, and a codec trained on clean sources alone spends its bits badly on them. 0 = off.
+    mix_prob: float = 0.0
+    mix_snr_db: list = field(default_factory=lambda: [0.0, 20.0])
+    # Fraction of segments made to sound like a radio or telephone line: band-passed to 300-3400 Hz and
+    # driven into soft clipping (game voices, walkie-talkies, archive broadcasts). 0 = off.
+    radio_prob: float = 0.0
     log_every: int = 25
     ckpt_every: int = 250
     eval_every: int = 500
@@ -153,17 +161,25 @@ class ClipBank:
         paths: list[str] | None = None,
         bandlimit_prob: float = 0.0,
         bandlimit_rates: tuple[int, ...] = (),
+        mix_prob: float = 0.0,
+        mix_snr_db: tuple[float, float] = (0.0, 20.0),
+        radio_prob: float = 0.0,
     ):
         """``paths``: only these clips of the split (a run's corpus snapshot), each of which must still exist.
-        ``bandlimit_prob``: the fraction of drawn segments band-limited to one of ``bandlimit_rates``."""
+        ``bandlimit_prob``: the fraction of drawn segments band-limited to one of ``bandlimit_rates``;
+        ``mix_prob``: the fraction with a segment of another kind mixed under them, ``mix_snr_db`` (low,
+        high) dB below; ``radio_prob``: the fraction band-passed and clipped like a radio voice."""
         import soundfile as sf
 
         check_bandlimit(bandlimit_prob, bandlimit_rates, sample_rate)
+        check_mix(mix_prob, mix_snr_db, radio_prob)
         self.sample_rate = sample_rate
         self.bandlimit_prob, self.bandlimit_rates = (
             float(bandlimit_prob),
             tuple(int(r) for r in bandlimit_rates),
         )
+        self.mix_prob, self.mix_snr_db = float(mix_prob), (float(mix_snr_db[0]), float(mix_snr_db[1]))
+        self.radio_prob = float(radio_prob)
 
         rows = [r for r in read_manifest(data_dir) if r["split"] == split and r["kind"] in kinds]
         if paths is not None:
@@ -210,24 +226,58 @@ class ClipBank:
         self.clip_probs = {k: weights[k] / weights[k].sum() for k in self.kinds}
         self.seconds = {k: float(sum(len(c) for c in self.clips[k]) / sample_rate) for k in self.kinds}
 
+    def _segment(self, kind: str, segment: int, rng: np.random.Generator) -> np.ndarray:
+        """A random ``segment``-sample stretch (shorter if its clip is) of a clip of ``kind``."""
+        probs = self.clip_probs[kind]
+        clip = self.clips[kind][rng.choice(len(probs), p=probs)]
+        start = int(rng.integers(0, max(1, len(clip) - segment + 1)))
+        return clip[start : start + segment].astype(np.float32) / 32768.0
+
     def batch(self, batch_size: int, segment: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
         """``[B, segment]`` float32 in [-1, 1], a pure function of its arguments."""
         rng = np.random.default_rng([seed, step, rank])
         out = np.zeros((batch_size, segment), dtype=np.float32)
         for i in range(batch_size):
-            kind = self.kinds[rng.choice(len(self.kinds), p=self.kind_probs)]
-            probs = self.clip_probs[kind]
-            clip = self.clips[kind][rng.choice(len(probs), p=probs)]
-            start = int(rng.integers(0, max(1, len(clip) - segment + 1)))
-            piece = clip[start : start + segment].astype(np.float32) / 32768.0
-            if self.bandlimit_prob > 0 and rng.random() < self.bandlimit_prob:  # no draw when off
+            k = rng.choice(len(self.kinds), p=self.kind_probs)
+            piece = self._segment(self.kinds[k], segment, rng)
+            # Each augmentation draws from rng only when it is on, so runs without it keep their batches.
+            if self.mix_prob > 0 and len(self.kinds) > 1 and rng.random() < self.mix_prob:
+                others = np.delete(np.arange(len(self.kinds)), k)
+                other = others[
+                    rng.choice(len(others), p=self.kind_probs[others] / self.kind_probs[others].sum())
+                ]
+                under = self._segment(self.kinds[other], segment, rng)
+                piece = mix_at_snr(piece, under, float(rng.uniform(*self.mix_snr_db)))
+            if self.bandlimit_prob > 0 and rng.random() < self.bandlimit_prob:
                 rate = self.bandlimit_rates[int(rng.integers(len(self.bandlimit_rates)))]
                 piece = band_limit(piece, self.sample_rate, rate)
+            if self.radio_prob > 0 and rng.random() < self.radio_prob:
+                piece = radio_voice(piece, self.sample_rate, drive=float(rng.uniform(1.0, 8.0)))
             # Random level (-30..-6 dBFS peak-relative range) so the codec sees quiet and loud audio.
             peak = max(float(np.abs(piece).max()), 1e-4)
             piece = piece / peak * 10 ** (rng.uniform(-24.0, -1.0) / 20)
             out[i, : len(piece)] = piece
         return torch.from_numpy(out)
+
+
+def radio_voice(wav: np.ndarray, sample_rate: int, drive: float = 4.0) -> np.ndarray:
+    """``wav`` as a radio or telephone line carries it: 300-3400 Hz band-pass (4th-order Butterworth),
+    then soft clipping ``tanh(drive * x)`` at full scale; ``drive`` 1 barely bends, 8 squares it off."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(4, [300.0, 3400.0], btype="bandpass", fs=sample_rate, output="sos")
+    band = sosfilt(sos, wav).astype(np.float32)
+    peak = max(float(np.abs(band).max()), 1e-6)
+    return (np.tanh(drive * band / peak) / math.tanh(drive) * peak).astype(np.float32)
+
+
+def check_mix(mix_prob: float, snr_db, radio_prob: float) -> None:
+    if not 0.0 <= mix_prob <= 1.0:
+        raise ValueError(f"train.mix_prob must be within [0, 1], got {mix_prob}")
+    if len(snr_db) != 2 or not snr_db[0] <= snr_db[1]:
+        raise ValueError(f"train.mix_snr_db must be [low, high] dB with low <= high, got {list(snr_db)}")
+    if not 0.0 <= radio_prob <= 1.0:
+        raise ValueError(f"train.radio_prob must be within [0, 1], got {radio_prob}")
 
 
 def check_bandlimit(prob: float, rates, sample_rate: int) -> None:
@@ -378,6 +428,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         )
     dropout_weights = quantizer_dropout_odds(cfg.quantizer_dropout_weights, model_cfg)
     check_bandlimit(cfg.bandlimit_prob, cfg.bandlimit_rates, model_cfg.sample_rate)
+    check_mix(cfg.mix_prob, cfg.mix_snr_db, cfg.radio_prob)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -454,6 +505,9 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         paths=snapshot["train"],
         bandlimit_prob=cfg.bandlimit_prob,
         bandlimit_rates=tuple(cfg.bandlimit_rates),
+        mix_prob=cfg.mix_prob,
+        mix_snr_db=tuple(cfg.mix_snr_db),
+        radio_prob=cfg.radio_prob,
     )
     segment = segment_samples(model_cfg, cfg)
     valid_wav = validation_batch(model_cfg, cfg, paths=snapshot["valid"]).to(accelerator.device)

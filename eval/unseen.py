@@ -20,6 +20,12 @@ Identical recordings (some language variants ship the same files) are used once.
     python -m eval.unseen --set fillets-nl --out data/unseen-fillets
     python -m eval.unseen --set warzone --out data/unseen-warzone            # then: audiotok eval codec DIR
     python -m eval.unseen --bandlimit 11025 --out data/unseen-lp             # ktuberling, nothing above 5.5 kHz
+    python -m eval.unseen --background neverball-music --snr 10 --out data/unseen-music  # speech over music
+
+``--background``: every item gets a stretch of other audio mixed under it, ``--snr`` dB below the speech
+(RMS over the whole item): speech as people record it, over music or noise. The codec is judged on how
+well it reproduces the mixture. ``neverball-music`` is the soundtrack of Neverball (``neverball-data``,
+GPL-2+), which no corpus source contains.
 """
 
 from __future__ import annotations
@@ -121,6 +127,31 @@ SETS = {
 }
 
 
+@dataclass(frozen=True)
+class Background:
+    package: str
+    license: str
+    folder: Path  # its recordings (*.ogg, *.wav), joined in name order into one long track
+
+
+BACKGROUNDS = {
+    "neverball-music": Background("neverball-data", "GPL-2+", Path("/usr/share/games/neverball/bgm")),
+}
+# Items start this far apart in the background track (wrapping around), so neighbours hear other music.
+BACKGROUND_STRIDE_SECONDS = 17.3
+
+
+def background_track(folder: Path, sample_rate: int, install_hint: str) -> np.ndarray:
+    """Every recording in ``folder``, each scaled to unit RMS, end to end."""
+    from codec.audio import load_audio
+
+    paths = _recordings(folder, natural_key) if folder.is_dir() else []
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no background recordings (*.ogg, *.wav); {install_hint}")
+    wavs = [load_audio(p, target_sr=sample_rate).wav[0].numpy() for p in paths]
+    return np.concatenate([w / max(float(np.sqrt(np.mean(w**2))), 1e-6) for w in wavs]).astype(np.float32)
+
+
 def build_unseen(
     out: str | Path,
     source: str | Path | None = None,
@@ -130,17 +161,29 @@ def build_unseen(
     pause: float = 0.25,
     which: str = "ktuberling",
     bandlimit: int | None = None,
+    background: str | None = None,
+    snr_db: float = 10.0,
+    background_source: str | Path | None = None,
 ) -> list[dict]:
     """Write ``out/<group>-<n>.wav`` and ``out/manifest.jsonl`` for the set ``which``; returns the rows.
 
     ``bandlimit``: a narrowband version of the set, every recording resampled to that rate and back (e.g.
     11025: nothing above 5.5 kHz), to see what band-limited input does to a codec against the baselines.
+    ``background``: a name in BACKGROUNDS; each item gets a stretch of it mixed under it ``snr_db`` dB
+    below (``background_source``: its recordings folder, if not where Debian installs it).
     """
     from codec.audio import AudioError, load_audio, sha256_file
-    from codec.corpus_decode import band_limit
+    from codec.corpus_decode import band_limit, mix_at_snr
 
     if bandlimit is not None and not 0 < bandlimit < sample_rate:
         raise ValueError(f"bandlimit must be a rate below {sample_rate} Hz, got {bandlimit}")
+    track = None
+    if background is not None:
+        if background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {background!r}; known: {sorted(BACKGROUNDS)}")
+        bg = BACKGROUNDS[background]
+        hint = f"install it with `apt-get install {bg.package}` (as root) or pass --background-source"
+        track = background_track(Path(background_source or bg.folder), sample_rate, hint)
 
     spec = SETS[which]
     source, out = Path(source or spec.source), Path(out)
@@ -174,6 +217,21 @@ def build_unseen(
             if length - len(gap) >= seconds * sample_rate:
                 name = f"{group}-{n}.wav"
                 audio = np.concatenate(words[:-1])
+                mixed = {}
+                if track is not None:
+                    offset = round(len(rows) * BACKGROUND_STRIDE_SECONDS * sample_rate) % len(track)
+                    under = np.take(track, np.arange(offset, offset + len(audio)), mode="wrap")
+                    audio = mix_at_snr(audio, under, snr_db)
+                    audio = audio * min(1.0, 0.99 / max(float(np.abs(audio).max()), 1e-6))  # no clipping
+                    mixed = {
+                        "background": {
+                            "name": background,
+                            "source": bg.package,
+                            "license": bg.license,
+                            "snr_db": snr_db,
+                            "offset_seconds": round(offset / sample_rate, 3),
+                        }
+                    }
                 sf.write(out / name, audio, sample_rate, subtype="PCM_16")
                 rows.append(
                     {
@@ -185,6 +243,7 @@ def build_unseen(
                         "language": language,
                         "seconds": round(len(audio) / sample_rate, 3),
                         **({"bandlimit": bandlimit} if bandlimit is not None else {}),
+                        **mixed,
                         "original": [
                             f"{path.parent.relative_to(source).as_posix()}/{path.name}" for path in names
                         ],
@@ -212,6 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bandlimit", type=int, help="narrowband version: resample every recording to this rate and back"
     )
+    parser.add_argument(
+        "--background", choices=sorted(BACKGROUNDS), help="mix a stretch of this audio under every item"
+    )
+    parser.add_argument("--snr", type=float, default=10.0, help="speech over background, dB (default 10)")
+    parser.add_argument("--background-source", help="the background's recordings folder")
     args = parser.parse_args(argv)
     rows = build_unseen(
         args.out,
@@ -220,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         per_group=args.per_group,
         which=args.which,
         bandlimit=args.bandlimit,
+        background=args.background,
+        snr_db=args.snr,
+        background_source=args.background_source,
     )
     groups = sorted({r["path"].rsplit("-", 1)[0] for r in rows})
     print(

@@ -422,3 +422,62 @@ def test_band_limited_segments_lose_their_highs_and_stay_a_pure_function(tmp_pat
     for prob, rates in [(1.5, (8000,)), (0.5, (16000,)), (0.5, ())]:
         with pytest.raises(ValueError, match="bandlimit"):
             ClipBank(tmp_path, "train", 16000, kinds, bandlimit_prob=prob, bandlimit_rates=rates)
+
+
+def test_mixed_segments_carry_the_other_kind_at_the_drawn_ratio(tmp_path):
+    """A tone (speech) with noise (sfx) mixed under it: the noise's share of the power matches the drawn
+    ratio, a run without mixing keeps its batches, and the batches stay a pure function of the step."""
+    rng = np.random.default_rng(0)
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    sf.write(tmp_path / "t.wav", tone, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "n.wav", rng.uniform(-0.5, 0.5, 32000).astype(np.float32), 16000, subtype="PCM_16")
+    rows = [
+        {"path": "t.wav", "kind": "speech", "split": "train", "seconds": 2.0},
+        {"path": "n.wav", "kind": "sfx", "split": "train", "seconds": 2.0},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kinds = {"speech": 0.999, "sfx": 0.001}  # almost only tones drawn first
+
+    def noise_share(batch: torch.Tensor) -> torch.Tensor:
+        """Per item: the share of power away from the tone's bin."""
+        power = torch.fft.rfft(batch).abs() ** 2
+        b = round(440 / 8000 * (power.shape[1] - 1))
+        return 1 - power[:, b - 3 : b + 4].sum(1) / power.sum(1)
+
+    plain = ClipBank(tmp_path, "train", 16000, kinds)
+    off = ClipBank(tmp_path, "train", 16000, kinds, mix_prob=0.0, radio_prob=0.0)
+    assert torch.equal(plain.batch(8, 8000, seed=0, step=3), off.batch(8, 8000, seed=0, step=3))
+    assert (noise_share(plain.batch(8, 8000, seed=0, step=3)) < 0.01).all()
+
+    at_10db = ClipBank(tmp_path, "train", 16000, kinds, mix_prob=1.0, mix_snr_db=(10.0, 10.0))
+    share = noise_share(at_10db.batch(8, 8000, seed=0, step=3))
+    assert torch.allclose(share, torch.full_like(share, 1 / 11), atol=0.01)  # 10 dB: noise is 1/11 of it
+    half = ClipBank(tmp_path, "train", 16000, kinds, mix_prob=0.5, mix_snr_db=(0.0, 20.0))
+    a = half.batch(200, 1600, seed=0, step=3)
+    assert torch.equal(a, half.batch(200, 1600, seed=0, step=3))
+    assert 0.35 < float((noise_share(a) > 0.005).float().mean()) < 0.65
+
+    for prob, snr, radio in [
+        (1.5, (0, 20), 0.0),
+        (0.5, (20, 0), 0.0),
+        (0.5, (0, 20, 30), 0.0),
+        (0, (0, 20), -1),
+    ]:
+        with pytest.raises(ValueError, match="mix_prob|mix_snr_db|radio_prob"):
+            ClipBank(tmp_path, "train", 16000, kinds, mix_prob=prob, mix_snr_db=snr, radio_prob=radio)
+
+
+def test_radio_voice_keeps_the_telephone_band_and_clips():
+    from codec.train import radio_voice
+
+    t = np.arange(16000) / 16000
+    low, mid, high = (np.sin(2 * np.pi * f * t).astype(np.float32) for f in (100, 1000, 6000))
+    gains = [
+        float(np.sqrt(np.mean(radio_voice(x, 16000, drive=1.0)[4000:] ** 2) / np.mean(x[4000:] ** 2)))
+        for x in (low, mid, high)
+    ]
+    assert gains[1] > 0.9 and gains[0] < 0.05 and gains[2] < 0.03  # 6 kHz: -40 dB and more
+    clipped = radio_voice(0.5 * mid, 16000, drive=8.0)
+    peak = np.abs(clipped).max()  # the band-passed peak (the filter's onset overshoots 0.5 a little)
+    assert peak < 0.6 and np.mean(np.abs(clipped[4000:]) > 0.85 * peak) > 0.5  # squared off
+    assert np.mean(np.abs(0.5 * mid[4000:]) > 0.85 * 0.5) < 0.4  # (a sine is not)

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import soundfile as sf
+import torch
 
 from codec.audio import load_audio
 from eval.asr import WordErrors, corpus_wer, manifest_texts, normalize_text, word_errors
@@ -177,3 +178,32 @@ def test_capped_wer_bounds_a_repetition_loop():
     )[0]
     assert row.wer["wer"] == pytest.approx(row.wer["errors"] / 7) and row.wer["wer"] > 10
     assert row.wer["capped_wer"] == pytest.approx(3 / 7) and row.wer["loops"] == 1
+
+
+def test_a_looping_transcript_is_decoded_again_without_repeats():
+    """The loop rule of eval/asr.py, on a stand-in model: a transcript that compresses like a loop is
+    replaced by a second greedy decode with no repeated 3-grams; a normal one is decoded once."""
+    from types import SimpleNamespace
+
+    from eval.asr import LOOP_COMPRESSION_RATIO, Transcriber, compression_ratio
+
+    class StandIn:
+        """Says ``text``, 30 times over when ``loops`` unless repeats are barred."""
+
+        def __init__(self, text, loops):
+            self.text, self.loops, self.calls = text, loops, []
+
+        def transcribe(self, audio, **options):
+            self.calls.append(options)
+            times = 30 if self.loops and options["no_repeat_ngram_size"] == 0 else 1
+            return [SimpleNamespace(text=self.text * times)], None
+
+    assert compression_ratio("Unit under attack. Research completed.") < LOOP_COMPRESSION_RATIO
+    assert compression_ratio("it is your favorite " * 30) > LOOP_COMPRESSION_RATIO
+    for loops, decodes in [(True, 2), (False, 1)]:
+        t = Transcriber.__new__(Transcriber)  # no weights: the stand-in model answers
+        t.model = StandIn("it is your favorite ", loops)
+        out = t.transcribe(torch.zeros(16000), 16000)
+        assert len(t.model.calls) == decodes and out == "it is your favorite"
+        assert all(c["beam_size"] == 1 and c["temperature"] == 0.0 for c in t.model.calls)
+    assert t.model.calls[0]["no_repeat_ngram_size"] == 0

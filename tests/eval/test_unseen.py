@@ -124,3 +124,50 @@ def test_a_band_limited_version_keeps_the_items_and_drops_the_highs(tmp_path):
         assert lo < power[int(len(power) * 4200 / 8000) :].sum() / power.sum() < hi
     with pytest.raises(ValueError, match="bandlimit must be a rate below 16000"):
         build_unseen(tmp_path / "bad", sounds, seconds=2.0, bandlimit=16000)
+
+
+def test_a_version_over_background_music_mixes_it_at_the_asked_ratio(tmp_path):
+    sounds = fake_sounds(tmp_path / "sounds", {"de": 6})
+    music = tmp_path / "bgm"
+    music.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.ogg", "b.ogg"):
+        sf.write(music / name, rng.uniform(-0.2, 0.2, 3 * 16000).astype(np.float32), 16000)
+
+    clean = build_unseen(tmp_path / "clean", sounds, seconds=2.5)
+    noisy = build_unseen(
+        tmp_path / "noisy",
+        sounds,
+        seconds=2.5,
+        background="neverball-music",
+        snr_db=5.0,
+        background_source=music,
+    )
+    assert [r["path"] for r in noisy] == [r["path"] for r in clean] == ["de-0.wav", "de-1.wav"]
+    offsets = []
+    for r in noisy:
+        assert r["background"]["snr_db"] == 5.0 and r["background"]["source"] == "neverball-data"
+        offsets.append(r["background"]["offset_seconds"])
+        speech, _ = sf.read(tmp_path / "clean" / r["path"])
+        mixture, _ = sf.read(tmp_path / "noisy" / r["path"])
+        under = mixture - speech
+        snr = 10 * np.log10(np.mean(speech**2) / np.mean(under**2))
+        assert snr == pytest.approx(5.0, abs=0.1)
+    assert offsets[0] != offsets[1]  # neighbours hear different stretches
+    again = build_unseen(
+        tmp_path / "again",
+        sounds,
+        seconds=2.5,
+        background="neverball-music",
+        snr_db=5.0,
+        background_source=music,
+    )
+    assert again == noisy
+    assert (tmp_path / "again" / "de-1.wav").read_bytes() == (tmp_path / "noisy" / "de-1.wav").read_bytes()
+
+    with pytest.raises(FileNotFoundError, match="apt-get install neverball-data"):
+        build_unseen(
+            tmp_path / "x", sounds, background="neverball-music", background_source=tmp_path / "none"
+        )
+    with pytest.raises(ValueError, match="unknown background"):
+        build_unseen(tmp_path / "y", sounds, background="rain")
