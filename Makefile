@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,asr]'
 	./scripts/install_system_deps.sh
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,asr,visqol]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -41,6 +41,8 @@ unseen: $(STAMP)
 	test -f /usr/share/games/warzone2100/base.wz || (apt-get update -q && apt-get install -y -q --no-install-recommends warzone2100-data)
 	$(BIN)/python -m eval.unseen --set warzone --out data/unseen-warzone
 	$(BIN)/python -m eval.unseen --bandlimit 11025 --out data/unseen-lp
+	test -d /usr/share/games/neverball/bgm || (apt-get update -q && apt-get install -y -q --no-install-recommends neverball-data)
+	$(BIN)/python -m eval.unseen --background neverball-music --snr 10 --out data/unseen-music
 
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
@@ -57,6 +59,8 @@ bench: $(STAMP)
 		--limit 100 --title "Codec quality on unseen game voice lines (warzone2100-data)"; fi
 	if [ -f data/unseen-lp/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-lp \
 		--limit 100 --title "Codec quality on unseen words, band-limited to 5.5 kHz"; fi
+	if [ -f data/unseen-music/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-music \
+		--limit 100 --title "Codec quality on unseen words over music, 10 dB below"; fi
 	$(BIN)/python bench/codec_quality.py --language en --wer --crop-seconds 0 --limit 100 \
 		--baselines opus6,opus12,codec2_1600,codec2_3200 --title "Codec intelligibility: Whisper WER on English test speech"
 	if [ -f data/unseen-warzone/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-warzone \

@@ -6,7 +6,8 @@
 Per kind (speech, music, sfx): log-mel distance, STFT distance, SI-SDR, and for speech PESQ-WB and STOI
 (eval/metrics.py names the implementations), at 3, 6 and 12 codebooks (1.5, 3, 6 kbps for the default)
 and for Opus 6/8/12 kbps and Codec2 1.6/3.2 kbps; with --wer, the word error rate of
-Whisper tiny.en too (eval/asr.py; English speech only, so pass --language en on a mixed corpus). Writes the JSON report beside BENCHMARKS.md
+Whisper tiny.en too (eval/asr.py; English speech only, so pass --language en on a mixed corpus);
+with --visqol, ViSQOL v3 on every kind (eval/visqol.py). Writes the JSON report beside BENCHMARKS.md
 (bench/results/codec_quality.json) and the markdown tables into BENCHMARKS.md.
 """
 
@@ -28,6 +29,7 @@ from codec.registry import load_codec  # noqa: E402
 from eval.asr import Transcriber, manifest_texts  # noqa: E402
 from eval.baselines import parse_baselines  # noqa: E402
 from eval.codec_eval import collect_items, evaluate_codec  # noqa: E402
+from eval.visqol import VisqolScorer  # noqa: E402
 
 
 def main() -> None:
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--source", help="only manifest rows of these comma-separated sources (packages)")
     parser.add_argument("--language", help="only manifest rows of these comma-separated languages, e.g. en")
     parser.add_argument("--wer", action="store_true", help="also Whisper tiny.en WER on speech (.[asr])")
+    parser.add_argument("--visqol", action="store_true", help="also ViSQOL v3 on every kind (.[visqol])")
     parser.add_argument(
         "--crop-seconds", type=float, default=6.0, help="score the first N seconds of each item (0: whole)"
     )
@@ -69,7 +72,8 @@ def main() -> None:
         crop_seconds=args.crop_seconds or None,
         transcriber=transcriber,
         texts=manifest_texts(args.corpus) if args.wer else None,
-        progress=print if args.wer else None,
+        progress=print if args.wer or args.visqol else None,
+        visqol=VisqolScorer() if args.visqol else None,
     )
     markdown = report.to_markdown()
     print(markdown)
@@ -86,7 +90,7 @@ def main() -> None:
             + ", "
             + (f"first {args.crop_seconds:g} s of each. " if args.crop_seconds else "whole items. ")
             + "Means (medians in the JSON). Lower is better for mel/STFT "
-            "distance; higher for SI-SDR, PESQ-WB, STOI.\n\n" + markdown
+            "distance; higher for SI-SDR, PESQ-WB, STOI, ViSQOL.\n\n" + markdown
         )
         update_section(args.title, body)
 

@@ -108,6 +108,12 @@ def register(subparsers: Any) -> None:
         "text or the original's transcript (English speech; pip install '.[asr]')",
     )
     p.add_argument(
+        "--visqol",
+        action="store_true",
+        help="also score ViSQOL v3 (speech mode for speech, audio mode for music and sfx; "
+        "pip install '.[visqol]')",
+    )
+    p.add_argument(
         "--limit",
         type=_positive_int,
         default=None,
@@ -150,6 +156,14 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
         except AsrUnavailableError as e:
             raise UsageError(str(e)) from None
         texts = manifest_texts(args.ref)
+    visqol = None
+    if args.visqol:
+        from eval.visqol import VisqolScorer, VisqolUnavailableError
+
+        try:
+            visqol = VisqolScorer()
+        except VisqolUnavailableError as e:
+            raise UsageError(str(e)) from None
     codec = None
     if args.codec is None or args.codec.lower() != "none":
         try:
@@ -175,6 +189,7 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
             progress=progress,
             transcriber=transcriber,
             texts=texts,
+            visqol=visqol,
         )
     except ValueError as e:  # a codebook count the codec does not have
         raise UsageError(str(e)) from None

@@ -11,6 +11,9 @@ Speed is reported as "x real time": seconds of audio processed per wall-clock se
 items (higher is faster). The codec is warmed up once before timing; baseline times include the tools'
 process start-up.
 
+With a `VisqolScorer` (eval/visqol.py, ``pip install '.[visqol]'``), every item also gets a ViSQOL v3
+MOS-LQO, and the ViSQOL column joins the tables.
+
 With a `Transcriber` (eval/asr.py, ``pip install '.[asr]'``), speech is also transcribed by Whisper
 tiny.en and scored by word error rate against the manifest's text or the original's transcript; the
 WER column then joins the speech table.
@@ -43,10 +46,12 @@ from eval.metrics import (
     KINDS,
     METRIC_NAMES,
     METRIC_SR,
+    OPTIONAL_METRICS,
     Metrics,
     compute_metrics,
     metric_implementations,
 )
+from eval.visqol import VisqolScorer
 
 EVAL_SR = METRIC_SR
 REPORT_FORMAT = "audiotok-codec-eval/1"
@@ -133,7 +138,13 @@ class CodecReport:
             "",
         ]
         headers = ["system", "setting", "kbps (nominal)", "kbps (measured)", "n"]
-        for name in METRIC_NAMES:
+        # an optional metric (ViSQOL) gets a column only where some row has it
+        shown = [
+            m
+            for m in METRIC_NAMES
+            if m not in OPTIONAL_METRICS or any(r.metrics[m]["n"] for r in self.summary)
+        ]
+        for name in shown:
             headers.append(f"{name} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
         with_wer = any(r.wer for r in self.summary)
         if with_wer:
@@ -157,7 +168,7 @@ class CodecReport:
                     f"{r.measured_bps / 1000:.2f}",
                     str(r.num_items),
                 ]
-                for name in METRIC_NAMES:
+                for name in shown:
                     cells.append(_format_stat(r.metrics[name], r.num_items))
                 if with_wer:
                     cells.append(_format_wer(r.wer, r.num_items))
@@ -356,6 +367,7 @@ def evaluate_codec(
     progress: Callable[[str], None] | None = None,
     transcriber: Transcriber | None = None,
     texts: Mapping[str, str | None] | None = None,
+    visqol: VisqolScorer | None = None,
 ) -> CodecReport:
     """Score ``codec`` at each codebook count and each baseline on the reference items.
 
@@ -368,6 +380,7 @@ def evaluate_codec(
     transcriber: score speech by Whisper WER too (eval/asr.py). The reference of an item is
     ``texts[str(path)]`` where given and the item is not cropped shorter, else the transcript of the
     original; an item whose reference has no words gets no WER (counted in ``meta["asr"]``).
+    visqol: score ViSQOL too (eval/visqol.py), every kind; its column joins the tables.
     A file that cannot be loaded is recorded in ``failures`` and the run goes on.
     """
     for _, kind in ref_items:
@@ -405,6 +418,8 @@ def evaluate_codec(
     original_errors: list[WordErrors] = []
     if transcriber is not None:
         meta["asr"] = {"implementation": transcriber.describe(), **asr_meta}
+    if visqol is None:  # not computed: no implementation to name
+        del meta["metric_implementations"]["visqol"]
     report = CodecReport(meta=meta)
     if codec is not None:  # warm-up, so lazy initialisation is not timed
         _roundtrip_codec(codec, torch.zeros(EVAL_SR), ks[0])
@@ -450,7 +465,7 @@ def evaluate_codec(
                     measured_bps=bits / seconds,
                     encode_seconds=t_enc,
                     decode_seconds=t_dec,
-                    metrics=compute_metrics(ref, deg, EVAL_SR, kind),
+                    metrics=compute_metrics(ref, deg, EVAL_SR, kind, visqol),
                     wer=_score_words(transcriber, reference_text, deg),
                 )
             )
@@ -471,7 +486,7 @@ def evaluate_codec(
                     measured_bps=result.payload_bps,
                     encode_seconds=result.encode_seconds,
                     decode_seconds=result.decode_seconds,
-                    metrics=compute_metrics(ref, result.wav, EVAL_SR, kind),
+                    metrics=compute_metrics(ref, result.wav, EVAL_SR, kind, visqol),
                     wer=_score_words(transcriber, reference_text, result.wav),
                 )
             )

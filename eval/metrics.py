@@ -22,6 +22,9 @@ Definitions (fixed here so that figures stay comparable across runs and reports)
 * ``stoi``: short-time objective intelligibility (Taal et al. 2011) from PyPI ``pystoi``, at 16 kHz
   (pystoi resamples to 10 kHz internally), classic (not extended) STOI.
 
+* ``visqol``: ViSQOL v3 MOS-LQO (eval/visqol.py: speech mode for speech, audio mode for music and sfx),
+  computed only when `compute_metrics` is given a scorer (``pip install '.[visqol]'``); None otherwise.
+
 PESQ and STOI are defined for speech only, so `compute_metrics` computes them only for
 ``kind == "speech"``. Where they cannot be computed (silence, under 0.25 s), the value is NaN and
 `Metrics.notes` says why; nothing raises.
@@ -194,6 +197,7 @@ class Metrics:
     si_sdr: float
     pesq_wb: float | None = None
     stoi: float | None = None
+    visqol: float | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     def values(self) -> dict[str, float | None]:
@@ -203,20 +207,23 @@ class Metrics:
         return d
 
 
-METRIC_NAMES = ("mel_distance", "stft_distance", "si_sdr", "pesq_wb", "stoi")
+METRIC_NAMES = ("mel_distance", "stft_distance", "si_sdr", "pesq_wb", "stoi", "visqol")
+OPTIONAL_METRICS = ("visqol",)  # computed on request only; a report shows them only where computed
 HIGHER_IS_BETTER = {
     "mel_distance": False,
     "stft_distance": False,
     "si_sdr": True,
     "pesq_wb": True,
     "stoi": True,
+    "visqol": True,
 }
 
 
-def compute_metrics(ref: Signal, deg: Signal, sr: int, kind: str) -> Metrics:
+def compute_metrics(ref: Signal, deg: Signal, sr: int, kind: str, visqol=None) -> Metrics:
     """Every metric that applies to ``kind`` ("speech", "music" or "sfx"), computed at 16 kHz.
 
     ref, deg: 1-D signals at ``sr``, sample-aligned; the longer one is trimmed to the shorter.
+    visqol: an `eval.visqol.VisqolScorer` to score ViSQOL too (every kind).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -236,6 +243,10 @@ def compute_metrics(ref: Signal, deg: Signal, sr: int, kind: str) -> Metrics:
         out.stoi, reason = _stoi_with_reason(rn, dn)
         if reason:
             out.notes["stoi"] = reason
+    if visqol is not None:
+        out.visqol, reason = visqol.score(r.numpy(), d.numpy(), kind, METRIC_SR)
+        if reason:
+            out.notes["visqol"] = reason
     return out
 
 
@@ -255,4 +266,6 @@ def metric_implementations() -> dict[str, str]:
         "si_sdr": "audiotok eval.metrics (zero-mean SI-SDR, dB, 16 kHz)",
         "pesq_wb": f"pesq {version('pesq')} (ITU-T P.862.2 wide-band, 16 kHz)",
         "stoi": f"pystoi {version('pystoi')} (classic STOI, 16 kHz input)",
+        "visqol": f"visqol-python {version('visqol-python')} (ViSQOL v3; speech mode 16 kHz, lattice "
+        "mapping; audio mode 48 kHz for music and sfx; only when asked for)",
     }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System tools the evaluation needs: the Opus and Codec2 command-line codecs (baselines) and flite (the WER test).
+# System tools the evaluation needs: the Opus and Codec2 command-line codecs (baselines), flite (the WER test)
+# and a C++ compiler (visqol-python needs libsvm-official, which PyPI ships as source only).
 # Installed with apt-get when missing and when we are root; otherwise the tests that need them skip.
 set -u
 need=()
 command -v opusenc >/dev/null 2>&1 || need+=(opus-tools)
 command -v c2enc >/dev/null 2>&1 || need+=(codec2)
 command -v flite >/dev/null 2>&1 || need+=(flite)  # speaks the English sentence of the WER test
+command -v g++ >/dev/null 2>&1 || need+=(g++)  # builds libsvm-official for the visqol extra
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null 2>&1 \

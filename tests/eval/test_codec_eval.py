@@ -118,14 +118,17 @@ def test_evaluate_codec_report(corpus, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text()) == data
     assert set(data) == {"format", "meta", "summary", "items", "failures"}
     assert data["meta"]["split"] == "test" and data["meta"]["codec"]["codec_id"] == codec.codec_id
-    assert set(data["meta"]["metric_implementations"]) == set(METRIC_NAMES)
+    # ViSQOL was not asked for: no implementation named, no column
+    assert set(data["meta"]["metric_implementations"]) == set(METRIC_NAMES) - {"visqol"}
     assert set(data["summary"][0]["metrics"]) == set(METRIC_NAMES)
+    assert data["summary"][0]["metrics"]["visqol"]["n"] == 0
 
     md = report.to_markdown()
     for heading in ("### speech (1 items)", "### music (1 items)", "### sfx (1 items)"):
         assert heading in md
     assert "| system | setting | kbps (nominal) | kbps (measured) |" in md
     assert "| mulaw-hold-test | K=3 |" in md and "broken.wav" in md
+    assert "visqol" not in md
 
 
 @pytest.mark.skipif(shutil.which("opusenc") is None, reason="opus-tools not installed")
