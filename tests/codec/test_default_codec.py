@@ -59,3 +59,20 @@ def test_every_codebook_is_used(codec):
         p = torch.bincount(codes[k], minlength=codec.codebook_size).double() / codes.shape[1]
         perplexity = math.exp(-(p[p > 0] * p[p > 0].log()).sum().item())
         assert perplexity > 16, f"codebook {k} perplexity {perplexity:.1f}: the quantizer collapsed"
+
+
+def test_recipe_has_one_section_per_stage_and_the_shipped_totals():
+    """RECIPE.md says how the shipped weights were made: stage 1 at the top, then one section per later
+    stage in order (none repeated), the last naming these weights and the trained_steps of config.json."""
+    import json
+    import re
+
+    folder = default_weights_dir()
+    config = json.loads((folder / "config.json").read_text())
+    recipe = (folder / "RECIPE.md").read_text()
+    stages = [int(n) for n in re.findall(r"^## Stage (\d+):", recipe, flags=re.M)]
+    assert stages == list(range(2, len(config["stages"]) + 1))
+    last = recipe[recipe.rindex("## Stage ") :]
+    assert load_codec("default").codec_id in last.splitlines()[0]
+    totals = re.findall(r"`trained_steps` \((\d+) in all\)", last)
+    assert totals == [str(config["trained_steps"])]
