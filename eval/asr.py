@@ -148,9 +148,10 @@ class Transcriber:
             from codec.tokens import resample
 
             x = resample(x, sr, ASR_SR)
-        text = self._decode(x.numpy())
+        audio = x.numpy()
+        text = self._decode(audio)
         if compression_ratio(text) > LOOP_COMPRESSION_RATIO:  # a repetition loop: decode again without one
-            text = self._decode(x.numpy(), no_repeat_ngram_size=NO_REPEAT_NGRAM)
+            text = self._decode(audio, no_repeat_ngram_size=NO_REPEAT_NGRAM)
         return text
 
     def _decode(self, audio: np.ndarray, no_repeat_ngram_size: int = 0) -> str:

@@ -407,7 +407,7 @@ def evaluate_codec(
         "source": source,
         "eval_sample_rate": EVAL_SR,
         "crop_seconds": crop_seconds,
-        "metric_implementations": metric_implementations(),
+        "metric_implementations": metric_implementations(visqol=visqol is not None),
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": sys.version.split()[0],
@@ -418,8 +418,6 @@ def evaluate_codec(
     original_errors: list[WordErrors] = []
     if transcriber is not None:
         meta["asr"] = {"implementation": transcriber.describe(), **asr_meta}
-    if visqol is None:  # not computed: no implementation to name
-        del meta["metric_implementations"]["visqol"]
     report = CodecReport(meta=meta)
     if codec is not None:  # warm-up, so lazy initialisation is not timed
         _roundtrip_codec(codec, torch.zeros(EVAL_SR), ks[0])

@@ -250,8 +250,9 @@ def compute_metrics(ref: Signal, deg: Signal, sr: int, kind: str, visqol=None) -
     return out
 
 
-def metric_implementations() -> dict[str, str]:
-    """Which implementation (and version) computed each metric, for reports."""
+def metric_implementations(visqol: bool = True) -> dict[str, str]:
+    """Which implementation (and version) computed each metric, for reports (``visqol``: name ViSQOL's,
+    which only runs when asked for)."""
 
     def version(pkg: str) -> str:
         try:
@@ -260,12 +261,16 @@ def metric_implementations() -> dict[str, str]:
             return "not installed"
 
     torch_v = f"torch {torch.__version__}, torchaudio {version('torchaudio')}"
-    return {
+    impl = {
         "mel_distance": f"audiotok eval.metrics (DAC-style 7-resolution log10 mel L1, mean, 16 kHz; {torch_v})",
         "stft_distance": f"audiotok eval.metrics (3-resolution SC + log-mag L1, mean, 16 kHz; {torch_v})",
         "si_sdr": "audiotok eval.metrics (zero-mean SI-SDR, dB, 16 kHz)",
         "pesq_wb": f"pesq {version('pesq')} (ITU-T P.862.2 wide-band, 16 kHz)",
         "stoi": f"pystoi {version('pystoi')} (classic STOI, 16 kHz input)",
-        "visqol": f"visqol-python {version('visqol-python')} (ViSQOL v3; speech mode 16 kHz, lattice "
-        "mapping; audio mode 48 kHz for music and sfx; only when asked for)",
     }
+    if visqol:
+        impl["visqol"] = (
+            f"visqol-python {version('visqol-python')} (ViSQOL v3; speech mode 16 kHz, lattice "
+            "mapping; audio mode 48 kHz for music and sfx; only when asked for)"
+        )
+    return impl

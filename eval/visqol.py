@@ -16,8 +16,6 @@ NaN and the reason is kept, like PESQ's.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import numpy as np
 
 INSTALL_HINT = "pip install '.[visqol]' (visqol-python with its lattice and numba extras)"
@@ -72,14 +70,3 @@ class VisqolScorer:
             raise
         except Exception as e:  # the port raises plain errors on pairs it cannot align
             return float("nan"), f"ViSQOL failed: {e}"
-
-    @staticmethod
-    def describe() -> str:
-        try:
-            version = metadata.version("visqol-python")
-        except metadata.PackageNotFoundError:
-            version = "not installed"
-        return (
-            f"visqol-python {version} (ViSQOL v3: speech mode at 16 kHz with the lattice mapping; "
-            "music and sfx in audio mode at 48 kHz, resampled from 16 kHz)"
-        )
