@@ -61,6 +61,10 @@ bench: $(STAMP)
 		--limit 100 --title "Codec quality on unseen words, band-limited to 5.5 kHz"; fi
 	if [ -f data/unseen-music/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-music \
 		--limit 100 --title "Codec quality on unseen words over music, 10 dB below"; fi
+	$(BIN)/python bench/codec_quality.py --source 0ad-data --limit 40 \
+		--title "Codec quality on recorded game audio (0ad-data, test split)"
+	$(BIN)/python bench/codec_quality.py --visqol --limit 12 --baselines opus6,opus12,codec2_1600 \
+		--title "Codec quality with ViSQOL v3 (test split, 12 items per kind)"
 	$(BIN)/python bench/codec_quality.py --language en --wer --crop-seconds 0 --limit 100 \
 		--baselines opus6,opus12,codec2_1600,codec2_3200 --title "Codec intelligibility: Whisper WER on English test speech"
 	if [ -f data/unseen-warzone/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen-warzone \

@@ -486,21 +486,24 @@ GAME_SFX = [
 
 
 def stages() -> list[Stage]:
-    """All stages in build order: real speech, synthetic speech, music, sfx."""
+    """All stages in build order: recorded speech, synthetic speech, recorded music, rendered MIDI, sfx.
+
+    Order matters for a fresh build: each stage's budget is what its kind's cap leaves, so recorded voices
+    and music (0 A.D.'s included) come before the synthetic stages that fill the rest of each cap."""
     return [
         Stage("tuxpaint", "speech", ["tuxpaint-stamps-default"], tuxpaint_speech_jobs),
         Stage("klettres", "speech", ["klettres-data"], klettres_jobs),
         Stage("fillets", "speech", ["fillets-ng-data-cs", "fillets-ng-data"], fillets_jobs, share=0.3),
+        Stage("0ad-voices", "speech", ["0ad-data"],
+              lambda: _zip_jobs("0ad-voices", "speech", "0ad-data", ZERO_AD, ("audio/voice/",)), share=0.05),
         Stage("espeak", "speech", ["espeak-ng"], espeak_jobs, share=0.25),
         Stage("flite", "speech", ["flite"], flite_jobs, share=0.12),
         Stage("festival", "speech", ["festival", *FESTIVAL_VOICES], festival_jobs, share=0.08),
-        Stage("0ad-voices", "speech", ["0ad-data"],
-              lambda: _zip_jobs("0ad-voices", "speech", "0ad-data", ZERO_AD, ("audio/voice/",)), share=0.05),
-        Stage("music21", "music", ["fluidsynth", "fluid-soundfont-gm"], music21_jobs, share=0.8, pip=["music21"]),
         Stage("stk-music", "music", ["supertuxkart-data"],
               lambda: _file_jobs("stk-music", "music", "supertuxkart-data", [f"{STK_DATA}/music"], 60.0), share=0.4),
         Stage("0ad-music", "music", ["0ad-data"],
               lambda: _zip_jobs("0ad-music", "music", "0ad-data", ZERO_AD, ("audio/music/",), 90.0), share=0.4),
+        Stage("music21", "music", ["fluidsynth", "fluid-soundfont-gm"], music21_jobs, share=0.8, pip=["music21"]),
         Stage("minetest", "sfx", ["minetest-data"],
               lambda: _file_jobs("minetest", "sfx", "minetest-data", ["/usr/share/games/minetest"])),
         Stage("tuxpaint-sfx", "sfx", ["tuxpaint-stamps-default"], tuxpaint_sfx_jobs),

@@ -193,3 +193,17 @@ def test_zip_members_are_jobs_and_decode_from_the_archive(tmp_path):
     wav, _ = corpus.read_wav(tmp_path / "out" / rows[0]["path"])
     assert np.abs(wav).max() == pytest.approx(0.3, abs=0.01)
     assert _zip_jobs("z", "music", "p", str(tmp_path / "missing.zip"), ("audio/",)) == []
+
+
+def test_recorded_stages_come_before_synthetic_ones():
+    # Each stage's budget is what the kind's cap leaves, so a fresh `make data` must reach every recorded
+    # voice and soundtrack (0 A.D.'s included) before espeak, flite, festival and MIDI fill the rest of the cap.
+    from codec.corpus_sources import stages
+
+    speech = [s.name for s in stages() if s.kind == "speech"]
+    synthetic = {"espeak", "flite", "festival"}
+    first_synthetic = min(i for i, name in enumerate(speech) if name in synthetic)
+    assert set(speech[first_synthetic:]) == synthetic
+    assert "0ad-voices" in speech[:first_synthetic]
+    music = [s.name for s in stages() if s.kind == "music"]
+    assert music[-1] == "music21"  # rendered MIDI last: the recorded soundtracks are not squeezed out
