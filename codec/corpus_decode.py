@@ -14,12 +14,15 @@ Everything here runs in the build's worker processes, one job at a time.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import random
 import shutil
+import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -57,6 +60,22 @@ def mix_at_snr(signal: np.ndarray, under: np.ndarray, snr_db: float) -> np.ndarr
     return (signal + under * math.sqrt(p_signal / p_under * 10 ** (-snr_db / 10))).astype(np.float32)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child before exec
+    """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def run_tool(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` for the decoders' CLI tools, whose process dies with the worker that started it.
+
+    The build stops a stage by terminating its worker pool once the budget is reached; without this, a
+    fluidsynth render in flight outlived its worker (and its timeout) and held a core for the rest of the
+    build and the training after it."""
+    if sys.platform.startswith("linux"):
+        kwargs.setdefault("preexec_fn", _die_with_parent)
+    return subprocess.run(cmd, **kwargs)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file to float32 mono [S] at ``sample_rate`` (soundfile, else the ffmpeg CLI)."""
     try:
@@ -85,7 +104,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         "f32le",
         "-",
     ]
-    r = subprocess.run(cmd, capture_output=True, check=False)
+    r = run_tool(cmd, capture_output=True, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"{path}: ffmpeg could not decode it: {r.stderr.decode(errors='replace')[:200]}")
     return np.frombuffer(r.stdout, dtype="<f4").copy()
@@ -140,12 +159,10 @@ def job_audio(job: dict) -> np.ndarray:
             _music21_to_midi(job["input"], midi, job["programs_seed"])
             cmd = ["fluidsynth", "-ni", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", out, SOUNDFONT, midi]
             # A few corpus pieces carry tempo events that make the render hours long: skip those.
-            subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+            run_tool(cmd, capture_output=True, check=True, timeout=60)
         elif loader == "cmd":
             cmd = [a.replace("{out}", out) for a in job["cmd"]]
-            subprocess.run(
-                cmd, input=job.get("stdin"), capture_output=True, text=True, check=True, timeout=120
-            )
+            run_tool(cmd, input=job.get("stdin"), capture_output=True, text=True, check=True, timeout=120)
         else:
             raise ValueError(f"unknown loader {loader}")
         return load_audio(out)

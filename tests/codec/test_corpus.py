@@ -2,6 +2,7 @@
 
 import json
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +208,52 @@ def test_recorded_stages_come_before_synthetic_ones():
     assert "0ad-voices" in speech[:first_synthetic]
     music = [s.name for s in stages() if s.kind == "music"]
     assert music[-1] == "music21"  # rendered MIDI last: the recorded soundtracks are not squeezed out
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left for an init that does not reap counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _start_tool_in_worker(tmp_path, use_run_tool: bool):
+    import multiprocessing as mp
+    import subprocess
+    import time
+
+    from codec.corpus_decode import run_tool
+
+    pidfile = tmp_path / f"tool-{use_run_tool}.pid"
+    cmd = ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"]
+    worker = mp.get_context("fork").Process(target=run_tool if use_run_tool else subprocess.run, args=(cmd,))
+    worker.start()
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    worker.terminate()  # what Pool.terminate() does to a worker once the stage's budget is reached
+    worker.join()
+    return pid
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
+def test_a_decoder_tool_dies_with_its_worker(tmp_path):
+    import os
+    import signal
+    import time
+
+    orphan = _start_tool_in_worker(tmp_path, use_run_tool=False)
+    try:
+        time.sleep(0.3)
+        assert _alive(orphan)  # plain subprocess.run: the tool outlives its terminated worker
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+    pid = _start_tool_in_worker(tmp_path, use_run_tool=True)
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
