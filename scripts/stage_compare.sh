@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Compare a candidate stage of the default codec with the shipped one, on every set the ship is judged on,
 # before shipping it (nothing written to BENCHMARKS.md; logs go to stdout).
-#   scripts/stage_compare.sh RUN_DIR [OLD_DIR]
+#   scripts/stage_compare.sh RUN_DIR [OLD_DIR] [--wer]      (OLD_DIR "" for the default with --wer)
 # RUN_DIR: a training run (its newest checkpoint is exported to RUN_DIR/export); OLD_DIR: the codec folder
 # to compare with (default: a copy of codec/weights/default taken now, so shipping later does not change it).
+# --wer: also the new codec's Whisper WER on warzone (compare with BENCHMARKS.md's table for the default).
 # Needs make data and make unseen; about 7 minutes on 2 threads, plus 8 with --wer.
 set -euo pipefail
 run=${1:?usage: scripts/stage_compare.sh RUN_DIR [OLD_DIR] [--wer]}
@@ -16,16 +17,16 @@ if [ -z "$old" ]; then
 fi
 $PY -m codec.export "$run" --out "$run/export"
 $PY bench/valid_mel.py "$old" "$run/export"
-cmp() { $PY bench/codec_compare.py "$old" "$run/export" --num-codebooks 3,12 --no-write "$@"; }
-cmp --kind speech --limit 20
-cmp --corpus data/unseen --limit 65
-cmp --corpus data/unseen-fillets --limit 80
-cmp --corpus data/unseen-warzone --limit 69
-cmp --corpus data/unseen-lp --limit 65
-cmp --corpus data/unseen-music --limit 65
-cmp --kind music --limit 20
-cmp --kind sfx --limit 20
-cmp --kind music --source 0ad-data --limit 20
+compare() { $PY bench/codec_compare.py "$old" "$run/export" --num-codebooks 3,12 --no-write "$@"; }
+compare --kind speech --limit 20
+compare --corpus data/unseen --limit 65
+compare --corpus data/unseen-fillets --limit 80
+compare --corpus data/unseen-warzone --limit 69
+compare --corpus data/unseen-lp --limit 65
+compare --corpus data/unseen-music --limit 65
+compare --kind music --limit 20
+compare --kind sfx --limit 20
+compare --kind music --source 0ad-data --limit 20
 if [ "$wer" = "--wer" ]; then
   $PY bench/codec_quality.py --codec "$run/export" --corpus data/unseen-warzone --wer --crop-seconds 0 \
     --limit 100 --baselines none --no-write

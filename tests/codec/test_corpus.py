@@ -1,14 +1,21 @@
 """Pure parts of the corpus builder: split by source, clip cutting, silence handling, manifest round trip."""
 
 import json
+import multiprocessing as mp
+import os
+import signal
 import struct
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from codec import corpus
 from codec.corpus import SAMPLE_RATE
+from codec.corpus_decode import run_tool
+from codec.corpus_sources import stages
 
 
 def _tone(seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -199,8 +206,6 @@ def test_zip_members_are_jobs_and_decode_from_the_archive(tmp_path):
 def test_recorded_stages_come_before_synthetic_ones():
     # Each stage's budget is what the kind's cap leaves, so a fresh `make data` must reach every recorded
     # voice and soundtrack (0 A.D.'s included) before espeak, flite, festival and MIDI fill the rest of the cap.
-    from codec.corpus_sources import stages
-
     speech = [s.name for s in stages() if s.kind == "speech"]
     synthetic = {"espeak", "flite", "festival"}
     first_synthetic = min(i for i, name in enumerate(speech) if name in synthetic)
@@ -220,12 +225,6 @@ def _alive(pid: int) -> bool:
 
 
 def _start_tool_in_worker(tmp_path, use_run_tool: bool):
-    import multiprocessing as mp
-    import subprocess
-    import time
-
-    from codec.corpus_decode import run_tool
-
     pidfile = tmp_path / f"tool-{use_run_tool}.pid"
     cmd = ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"]
     worker = mp.get_context("fork").Process(target=run_tool if use_run_tool else subprocess.run, args=(cmd,))
@@ -242,10 +241,6 @@ def _start_tool_in_worker(tmp_path, use_run_tool: bool):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
 def test_a_decoder_tool_dies_with_its_worker(tmp_path):
-    import os
-    import signal
-    import time
-
     orphan = _start_tool_in_worker(tmp_path, use_run_tool=False)
     try:
         time.sleep(0.3)
