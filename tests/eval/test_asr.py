@@ -5,6 +5,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -87,31 +88,31 @@ needs_asr = pytest.mark.skipif(
 )
 
 
+def _speak(text: str, path, voice: str | None = None):
+    """``text`` spoken by flite (its default voice, kal, unless ``voice``), written to ``path`` at 16 kHz."""
+    raw = path.with_name(path.stem + "_raw.wav")
+    subprocess.run(["flite", *(["-voice", voice] if voice else []), "-t", text, "-o", str(raw)], check=True)
+    audio = load_audio(raw, target_sr=16000, channel_policy="downmix")
+    sf.write(path, audio.wav[0].numpy(), 16000)
+    return path
+
+
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
     """SENTENCE spoken by flite, at 16 kHz (the tests using it carry ``needs_asr``)."""
-    folder = tmp_path_factory.mktemp("spoken")
-    raw = folder / "raw.wav"
-    subprocess.run(["flite", "-t", SENTENCE, "-o", str(raw)], check=True)
-    audio = load_audio(raw, target_sr=16000, channel_policy="downmix")
-    sf.write(folder / "fox.wav", audio.wav[0].numpy(), 16000)
-    return folder / "fox.wav"
+    return _speak(SENTENCE, tmp_path_factory.mktemp("spoken") / "fox.wav")
 
 
 @pytest.fixture(scope="module")
 def spoken_set(tmp_path_factory):
     """SENTENCES in each of VOICES, at 16 kHz: ``(items, texts)`` for evaluate_codec."""
     folder = tmp_path_factory.mktemp("spoken_set")
-    items, texts = [], {}
-    for voice in VOICES:
-        for i, sentence in enumerate(SENTENCES):
-            raw, path = folder / f"{voice}{i}_raw.wav", folder / f"{voice}{i}.wav"
-            subprocess.run(["flite", "-voice", voice, "-t", sentence, "-o", str(raw)], check=True)
-            audio = load_audio(raw, target_sr=16000, channel_policy="downmix")
-            sf.write(path, audio.wav[0].numpy(), 16000)
-            items.append((path, "speech"))
-            texts[str(path)] = sentence
-    return items, texts
+    texts = {
+        str(_speak(sentence, folder / f"{voice}{i}.wav", voice)): sentence
+        for voice in VOICES
+        for i, sentence in enumerate(SENTENCES)
+    }
+    return [(Path(path), "speech") for path in texts], texts
 
 
 @pytest.fixture(scope="module")
