@@ -4,8 +4,9 @@
 #   scripts/stage_compare.sh RUN_DIR [OLD_DIR] [--wer]      (OLD_DIR "" for the default with --wer)
 # RUN_DIR: a training run (its newest checkpoint is exported to RUN_DIR/export); OLD_DIR: the codec folder
 # to compare with (default: a copy of codec/weights/default taken now, so shipping later does not change it).
-# --wer: also the new codec's Whisper WER on warzone (compare with BENCHMARKS.md's table for the default).
-# Needs make data and make unseen; about 7 minutes on 2 threads, plus 8 with --wer.
+# --wer: also the new codec's Whisper WER on English test speech and on warzone (compare with BENCHMARKS.md's
+# tables for the default: the recogniser is deterministic). Needs make data and make unseen; about 7 minutes
+# on 2 threads, plus 12 with --wer.
 set -euo pipefail
 run=${1:?usage: scripts/stage_compare.sh RUN_DIR [OLD_DIR] [--wer]}
 old=${2:-}
@@ -28,6 +29,8 @@ compare --kind music --limit 20
 compare --kind sfx --limit 20
 compare --kind music --source 0ad-data --limit 20
 if [ "$wer" = "--wer" ]; then
+  $PY bench/codec_quality.py --codec "$run/export" --language en --wer --crop-seconds 0 --limit 100 \
+    --baselines none --no-write
   $PY bench/codec_quality.py --codec "$run/export" --corpus data/unseen-warzone --wer --crop-seconds 0 \
     --limit 100 --baselines none --no-write
 fi
