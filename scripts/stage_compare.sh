@@ -29,8 +29,7 @@ compare --kind music --limit 20
 compare --kind sfx --limit 20
 compare --kind music --source 0ad-data --limit 20
 if [ "$wer" = "--wer" ]; then
-  $PY bench/codec_quality.py --codec "$run/export" --language en --wer --crop-seconds 0 --limit 100 \
-    --baselines none --no-write
-  $PY bench/codec_quality.py --codec "$run/export" --corpus data/unseen-warzone --wer --crop-seconds 0 \
-    --limit 100 --baselines none --no-write
+  wer_of() { $PY bench/codec_quality.py --codec "$run/export" --wer --crop-seconds 0 --limit 100 --baselines none --no-write "$@"; }
+  wer_of --language en
+  wer_of --corpus data/unseen-warzone
 fi
