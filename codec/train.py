@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing.pool
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -115,6 +117,10 @@ class TrainConfig:
     mixed_precision: str = "no"
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # Processes that build the batches of the next steps while the device trains (BatchPrefetcher);
+    # 0 = build each batch in the training process. On a GPU the in-process batch (Python per item, with
+    # its augmentations) takes longer than the step itself.
+    loader_workers: int = 0
 
 
 def load_config(path: str | Path) -> tuple[CodecConfig, TrainConfig]:
@@ -258,6 +264,54 @@ class ClipBank:
             piece = piece / peak * 10 ** (rng.uniform(-24.0, -1.0) / 20)
             out[i, : len(piece)] = piece
         return torch.from_numpy(out)
+
+
+_PREFETCH_BANK: ClipBank | None = None  # the bank that forked BatchPrefetcher workers inherit
+
+
+def _prefetched_batch(args: tuple[int, int, int, int, int]) -> np.ndarray:
+    return _PREFETCH_BANK.batch(*args).numpy()
+
+
+class BatchPrefetcher:
+    """``bank.batch`` for the steps ahead, built by ``workers`` forked processes.
+
+    A batch is a pure function of (seed, step, rank), so the prefetched batches are exactly those built in
+    the training process, and a resumed run still equals an uninterrupted one. At most ``2 * workers``
+    batches wait at a time. The workers inherit the bank by fork (no copy of the clips is pickled) and run
+    numpy only, never the device.
+    """
+
+    def __init__(self, bank: ClipBank, batch_size: int, segment: int, seed: int, rank: int, workers: int):
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise ValueError("train.loader_workers needs the fork start method (Linux); set it to 0 here")
+        global _PREFETCH_BANK
+        _PREFETCH_BANK = bank
+        self.args = (batch_size, segment, seed)
+        self.rank, self.depth = rank, 2 * workers
+        self.pool = multiprocessing.get_context("fork").Pool(workers)
+        self.pending: dict[int, multiprocessing.pool.AsyncResult] = {}
+
+    def batch(self, step: int, stop: int) -> torch.Tensor:
+        """The batch of ``step``; queues the steps after it, up to ``stop`` (exclusive)."""
+        for ahead in range(step, min(step + self.depth, max(stop, step + 1))):
+            if ahead not in self.pending:
+                self.pending[ahead] = self.pool.apply_async(
+                    _prefetched_batch, ((*self.args, ahead, self.rank),)
+                )
+        return torch.from_numpy(self.pending.pop(step).get())
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def batch_source(bank: ClipBank, cfg: TrainConfig, segment: int, rank: int) -> tuple[Callable, Callable]:
+    """``(batch(step, stop), close())``: from a BatchPrefetcher when ``cfg.loader_workers``, else in-process."""
+    if cfg.loader_workers > 0:
+        prefetch = BatchPrefetcher(bank, cfg.batch_size, segment, cfg.seed, rank, cfg.loader_workers)
+        return prefetch.batch, prefetch.close
+    return (lambda step, stop: bank.batch(cfg.batch_size, segment, cfg.seed, step, rank)), (lambda: None)
 
 
 def radio_voice(wav: np.ndarray, sample_rate: int, drive: float = 4.0) -> np.ndarray:
@@ -521,6 +575,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     t0, window_start = time.time(), time.time()
     stop_at = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     history = []
+    next_batch, close_batches = batch_source(bank, cfg, segment, accelerator.process_index)
     # Wall-clock minutes in history.jsonl continue across resumes.
     time_offset = 0.0
     if (out / "history.jsonl").is_file():
@@ -532,9 +587,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             group["lr"] = cfg.lr * lr_factor(step, cfg)
         for group in opt_d.param_groups:
             group["lr"] = cfg.lr_disc * lr_factor(step, cfg)
-        wav = bank.batch(cfg.batch_size, segment, cfg.seed, step, accelerator.process_index).to(
-            accelerator.device
-        )
+        wav = next_batch(step, stop_at).to(accelerator.device)
         use_gan = step >= cfg.gan_start_step
 
         with accelerator.accumulate(model, disc):
@@ -599,6 +652,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
             accelerator.print(f"time limit of {cfg.time_limit_minutes} min reached at step {step}")
             break
 
+    close_batches()
     accelerator.end_training()
     export = out / "export"
     if accelerator.is_main_process:

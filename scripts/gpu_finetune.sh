@@ -7,9 +7,10 @@
 #    has discriminators, so a discriminator warm-up does not make steps look cheap) measures seconds per step.
 # 2. The run's schedule length is set from it (--steps), so warm-up and cosine decay end inside
 #    TRAIN_SECONDS; train.time_limit_minutes (budget + 1 min) is only a backstop.
-# 3. $OUT receives the fp16 export (config.json, model.safetensors), history.jsonl, the logs and the
+# 3. $OUT receives the fp16 export (config.json, model.safetensors, split in parts over 16 MB), history.jsonl, the logs and the
 #    discriminators in fp16 (disc.safetensors: train.init_disc_from of a later adversarial run), and
 #    cuda_check.json (bench/codec_cuda.py: CPU vs CUDA codes and decode, CUDA speed).
+# If training breaks, its newest checkpoint is exported instead (and the log says so).
 # Data: a pack from scripts/pack_corpus.py (the machine cannot build the corpus).
 set -euo pipefail
 OUT=${OUT:-runs/gpu-out}
@@ -36,8 +37,18 @@ LIMIT=$(python3 -c "print($TRAIN_SECONDS / 60 + 1)")
 echo "schedule: $STEPS steps in about $TRAIN_SECONDS s (backstop $LIMIT min)" | tee -a "$OUT/train.log"
 
 # shellcheck disable=SC2086
-python3 -m codec.train --config "$CONFIG" --data "$DATA" --out "$RUN" --steps "$STEPS" --time-limit "$LIMIT" $EXTRA 2>&1 | tee -a "$OUT/train.log"
+if ! python3 -m codec.train --config "$CONFIG" --data "$DATA" --out "$RUN" --steps "$STEPS" --time-limit "$LIMIT" $EXTRA 2>&1 | tee -a "$OUT/train.log"; then
+  # Keep what the run made before it broke: its newest checkpoint (every train.ckpt_every steps).
+  echo "training failed: exporting its newest checkpoint" | tee -a "$OUT/train.log"
+  python3 -m codec.export "$RUN" --out "$RUN/export" 2>&1 | tee -a "$OUT/train.log"
+fi
 cp "$RUN/export/model.safetensors" "$RUN/export/config.json" "$RUN/history.jsonl" "$OUT/"
+# Files over 16 MiB do not come back from the machine: split the weights, rejoin with
+# `cat model.safetensors.part* > model.safetensors`.
+if [ "$(stat -c %s "$OUT/model.safetensors")" -gt 16000000 ]; then
+  split -b 15000000 -d "$OUT/model.safetensors" "$OUT/model.safetensors.part"
+  rm "$OUT/model.safetensors"
+fi
 python3 -c "
 import sys
 from codec.export import export_discriminator

@@ -23,7 +23,14 @@ from codec.losses import (
     ReconstructionLoss,
 )
 from codec.model import AudiotokCodec
-from codec.train import ClipBank, CodebookHealth, initial_discriminator, load_config, train
+from codec.train import (
+    BatchPrefetcher,
+    ClipBank,
+    CodebookHealth,
+    initial_discriminator,
+    load_config,
+    train,
+)
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
 
@@ -81,6 +88,28 @@ def test_clip_bank_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     a, b = bank.batch(4, 3200, seed=1, step=5), bank.batch(4, 3200, seed=1, step=5)
     assert torch.equal(a, b) and not torch.equal(a, bank.batch(4, 3200, seed=1, step=6))
     assert a.abs().max() <= 1.0
+
+
+def test_prefetched_batches_are_the_in_process_batches(tmp_path):
+    corpus = make_corpus(tmp_path)
+    kinds = {"speech": 1.0, "music": 1.0, "sfx": 1.0}
+    bank = ClipBank(corpus, "train", 16000, kinds, mix_prob=0.5, radio_prob=0.5)
+    prefetch = BatchPrefetcher(bank, 4, 3200, seed=1, rank=0, workers=2)
+    try:
+        # From a resumed step on, in order, to the last step of the run (nothing queued past it).
+        got = [prefetch.batch(step, stop=9) for step in range(3, 9)]
+        assert not prefetch.pending
+    finally:
+        prefetch.close()
+    for step, batch in zip(range(3, 9), got):
+        assert torch.equal(batch, bank.batch(4, 3200, seed=1, step=step, rank=0)), step
+
+
+def test_training_with_loader_workers_equals_training_without(tmp_path):
+    _, model_cfg, cfg = tiny_setup(tmp_path, steps=4, ckpt_every=4, log_every=2, eval_every=4)
+    plain = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "plain")))
+    workers = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "workers"), loader_workers=2))
+    assert_same_weights(plain, workers)
 
 
 def test_source_weights_steer_which_clips_are_drawn(tmp_path):
