@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -33,8 +34,13 @@ def command() -> str:
 def update_section(title: str, body: str, path: Path = BENCHMARKS, recorded: dict | None = None) -> None:
     """Replace (or append) the ``## title`` section of BENCHMARKS.md with ``body``, stamped with the
     command, the machine and the date: this process's, or ``recorded`` ones (keys command, machine,
-    date) for figures measured elsewhere, such as on a lent GPU machine."""
+    date) for figures measured elsewhere, such as on a lent GPU machine. Headings in ``body`` are
+    demoted below the section's when it has level-2 ones. Earlier figures live in the file's git history."""
     recorded = recorded or {}
+    # A body's own headings go one level down, so a level-2 heading inside it (an evaluation report's
+    # "## Codec evaluation: ...") cannot end the section early: the next update replaces all of it.
+    if re.search(r"^## ", body, flags=re.M):
+        body = re.sub(r"^(#{2,}) ", r"#\1 ", body, flags=re.M)
     now = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     stamp = (
         f"## {title}\n\n"
