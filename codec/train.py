@@ -36,6 +36,7 @@ from torch import nn
 from codec.corpus import hours_table, read_manifest
 from codec.corpus_decode import band_limit, mix_at_snr
 from codec.losses import (
+    BandEnvelopeLoss,
     MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
     MultiResolutionMelLoss,
@@ -84,6 +85,12 @@ class TrainConfig:
     complex_windows: list = field(default_factory=lambda: [256, 512, 1024])
     lambda_phase: float = 0.0  # group-delay + instantaneous-frequency loss (phase coherence); 0 = off
     phase_windows: list = field(default_factory=lambda: [512, 1024])
+    # Band-envelope loss (codec/losses.py BandEnvelopeLoss): log band energies averaged over
+    # envelope_frames frames of 8 ms (40 and 104 ms by default), which the per-bin log losses leave short
+    # on noise-like content. 0 = off. At 10 it raised the level but lowered PESQ-WB on unseen speech in a
+    # paired ablation (configs/codec/history/cpu-refine-stage20-envelope.yaml).
+    lambda_envelope: float = 0.0
+    envelope_frames: list = field(default_factory=lambda: [5, 13])
     lambda_adv: float = 1.0
     lambda_fm: float = 2.0
     lambda_commit: float = 0.25
@@ -415,7 +422,8 @@ def evaluate(model: CodecModel, wav: torch.Tensor, mel_loss: MultiResolutionMelL
 
 class GeneratorObjective(nn.Module):
     """The generator's loss without the adversarial terms: weighted reconstruction (mel and STFT from
-    shared spectra), commitment and codebook losses, and the optional phase-aware losses."""
+    shared spectra), commitment and codebook losses, and the optional phase-aware and band-envelope
+    losses."""
 
     def __init__(self, cfg: TrainConfig, mel: MultiResolutionMelLoss, stft: MultiResolutionSTFTLoss):
         super().__init__()
@@ -424,6 +432,11 @@ class GeneratorObjective(nn.Module):
         self.complex = MultiResolutionComplexLoss(tuple(cfg.complex_windows)) if cfg.lambda_complex else None
         self.phase = (
             MultiResolutionPhaseDerivativeLoss(tuple(cfg.phase_windows)) if cfg.lambda_phase else None
+        )
+        self.envelope = (
+            BandEnvelopeLoss(mel.mels[0].sample_rate, frames=tuple(cfg.envelope_frames))
+            if cfg.lambda_envelope
+            else None
         )
 
     def forward(self, result: CodecOutput, wav: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -444,6 +457,9 @@ class GeneratorObjective(nn.Module):
         if self.phase is not None:
             losses["phase"] = self.phase(rec, wav)
             total = total + c.lambda_phase * losses["phase"]
+        if self.envelope is not None:
+            losses["envelope"] = self.envelope(rec, wav)
+            total = total + c.lambda_envelope * losses["envelope"]
         return total, losses
 
 
@@ -451,8 +467,9 @@ def log_line(step: int, logs: dict[str, float], per_step: float, perplexity: lis
     """One console line of the training log."""
     gan = f"adv {logs['train/adv']:.3f} fm {logs['train/fm']:.3f} " if "train/adv" in logs else ""
     disc = f"disc {logs['train/disc']:.3f} " if "train/disc" in logs else ""
+    env = f"env {logs['train/envelope']:.3f} " if "train/envelope" in logs else ""
     return (
-        f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} {gan}{disc}"
+        f"step {step} mel {logs['train/mel']:.3f} stft {logs['train/stft']:.3f} {env}{gan}{disc}"
         f"| {per_step:.2f}s/step | ppl {perplexity} restarts {restarts}"
     )
 

@@ -15,6 +15,7 @@ import torch
 
 from codec.export import export_discriminator, export_run
 from codec.losses import (
+    BandEnvelopeLoss,
     MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
     MultiResolutionMelLoss,
@@ -302,6 +303,33 @@ def test_phase_derivative_loss_sees_coherence_but_not_polarity():
     assert torch.isfinite(pred.grad).all()
 
 
+def test_band_envelope_loss_prices_a_gain_and_ignores_what_the_target_leaves_empty():
+    torch.manual_seed(0)
+    loss = BandEnvelopeLoss(16000)
+    x = 0.1 * torch.randn(2, 16000)
+    assert float(loss(x, x)) == 0.0
+    # A gain g costs 2 |log10 g| (log10 of power) wherever both sides are above the floor: white noise is.
+    for g in (0.5, 2.0):
+        assert abs(float(loss(g * x, x)) - 2 * abs(math.log10(g))) < 1e-4
+    # The target band-limited to 4 kHz: hiss 70 dB down in the empty band costs nothing (below the target's
+    # 50 dB range), the same hiss 20 dB down does.
+    spec = torch.fft.rfft(x)
+    spec[:, 4000:] = 0
+    low = torch.fft.irfft(spec, n=16000)
+    hiss = torch.fft.rfft(torch.randn(2, 16000))
+    hiss[:, :4400] = 0
+    hiss = torch.fft.irfft(hiss, n=16000)
+    hiss = hiss / hiss.square().mean().sqrt() * low.square().mean().sqrt()
+    assert float(loss(low + 10 ** (-70 / 20) * hiss, low)) < 1e-4
+    assert float(loss(low + 10 ** (-20 / 20) * hiss, low)) > 0.05
+    # Gradients are finite, also for a silent prediction.
+    pred = torch.zeros_like(x, requires_grad=True)
+    loss(pred, x).backward()
+    assert torch.isfinite(pred.grad).all()
+    with pytest.raises(ValueError, match="positive frame counts"):
+        BandEnvelopeLoss(16000, frames=(0,))
+
+
 def test_codebook_health_perplexity():
     health = CodebookHealth(2, 8)
     codes = torch.stack([torch.arange(8).repeat(4), torch.zeros(32, dtype=torch.long)])[None]  # (1, 2, 32)
@@ -322,6 +350,7 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
         steps=2,
         lambda_complex=1.0,
         lambda_phase=1.0,
+        lambda_envelope=1.0,
     )
     untouched = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "zero")), max_steps=0)
     assert (Path(untouched) / "model.safetensors").read_bytes() == (
@@ -349,7 +378,9 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train/adv"]) and np.isfinite(h["train/fm"]) for h in history)
     assert all(
-        np.isfinite(h[f"train/{k}"]) and h[f"train/{k}"] > 0 for h in history for k in ("complex", "phase")
+        np.isfinite(h[f"train/{k}"]) and h[f"train/{k}"] > 0
+        for h in history
+        for k in ("complex", "phase", "envelope")
     )
 
 
