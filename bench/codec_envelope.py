@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
@@ -29,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.codec_compare import test_rows  # noqa: E402
+from bench.codec_oracle import add_speech_set_arguments, load_crop, pesq_stoi_table  # noqa: E402
 from bench.report import update_section  # noqa: E402
 from codec.losses import BandEnvelopeLoss  # noqa: E402
 from codec.model import AudiotokCodec  # noqa: E402
-from codec.tokens import resample  # noqa: E402
 from eval.metrics import pesq_wb, stoi  # noqa: E402
 
 REGIONS_HZ = (0, 300, 1000, 2000, 3400, 5500, 8000)
@@ -75,12 +74,7 @@ def region_deficits(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--codec", default="codec/weights/default")
-    parser.add_argument("--corpus", default="data/corpus")
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--crop-seconds", type=float, default=6.0)
-    parser.add_argument("--num-codebooks", default="3,12", help="comma-separated codebook counts")
-    parser.add_argument("--threads", type=int, default=2)
+    add_speech_set_arguments(parser, "codec/weights/default")
     parser.add_argument(
         "--title", help="BENCHMARKS.md section (default: 'Codec diagnosis: band envelope on CORPUS')"
     )
@@ -97,10 +91,7 @@ def main() -> None:
     scores = {(k, w): [] for k in ks for w in WAYS}
     deficits: dict[int, list] = {k: [] for k in ks}
     for r in rows:
-        wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
-        x = resample(
-            torch.from_numpy(wav.mean(axis=1)[: int(args.crop_seconds * sr)])[None], sr, codec.sample_rate
-        )
+        x = load_crop(args.corpus, r, args.crop_seconds, codec.sample_rate)
         for k in ks:
             with torch.no_grad():
                 y = codec.model(x, num_codebooks=k).wav[:, : x.shape[-1]]
@@ -126,15 +117,8 @@ def main() -> None:
         "",
         "The output with its band energies set to the input's (an oracle: it reads the input). Means.",
         "",
-        "| output | " + " | ".join(f"k={k} PESQ-WB ↑ | k={k} STOI ↑" for k in ks) + " |",
-        "|---|" + "---|---|" * len(ks),
+        *pesq_stoi_table("output", WAYS, ks, scores, pesq_digits=3),
     ]
-    for way in WAYS:
-        cells = []
-        for k in ks:
-            p, s = np.nanmean(np.array(scores[k, way], dtype=float), axis=0)
-            cells.append(f"{p:.3f} | {s:.3f}")
-        lines.append(f"| {way} | " + " | ".join(cells) + " |")
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

@@ -65,14 +65,40 @@ def four_ways(model: torch.nn.Module, head: ISTFTHead, x: torch.Tensor, k: int) 
         ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--codec", default=str(ROOT / "codec" / "weights" / "default"))
+def load_crop(corpus: str | Path, row: dict, crop_seconds: float, sample_rate: int) -> torch.Tensor:
+    """The first ``crop_seconds`` of a manifest row's audio, mono, at ``sample_rate``: ``[1, S]``."""
+    wav, sr = sf.read(Path(corpus) / row["path"], dtype="float32", always_2d=True)
+    return resample(torch.from_numpy(wav.mean(axis=1)[: int(crop_seconds * sr)])[None], sr, sample_rate)
+
+
+def pesq_stoi_table(first: str, ways, ks: list[int], scores: dict, pesq_digits: int = 2) -> list[str]:
+    """Markdown rows: one per way, mean PESQ-WB and STOI at each codebook count (``scores[k, way]``)."""
+    lines = [
+        f"| {first} | " + " | ".join(f"k={k} PESQ-WB ↑ | k={k} STOI ↑" for k in ks) + " |",
+        "|---|" + "---|---|" * len(ks),
+    ]
+    for way in ways:
+        cells = []
+        for k in ks:
+            p, s = np.nanmean(np.array(scores[k, way], dtype=float), axis=0)
+            cells.append(f"{p:.{pesq_digits}f} | {s:.3f}")
+        lines.append(f"| {way} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def add_speech_set_arguments(parser: argparse.ArgumentParser, codec_default: str) -> None:
+    """The options of a diagnosis on a speech test split: codec, corpus, item count, crop, codebooks, threads."""
+    parser.add_argument("--codec", default=codec_default)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--crop-seconds", type=float, default=6.0)
     parser.add_argument("--num-codebooks", default="3,12", help="comma-separated codebook counts")
     parser.add_argument("--threads", type=int, default=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_speech_set_arguments(parser, str(ROOT / "codec" / "weights" / "default"))
     parser.add_argument(
         "--title", default="Codec diagnosis: magnitude vs phase", help="BENCHMARKS.md section"
     )
@@ -85,10 +111,7 @@ def main() -> None:
     rows = test_rows(args.corpus, "speech", args.limit)
     scores: dict[tuple[int, str], list] = {(k, w): [] for k in ks for w in WAYS}
     for r in rows:
-        wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
-        x = resample(
-            torch.from_numpy(wav.mean(axis=1)[: int(args.crop_seconds * sr)])[None], sr, codec.sample_rate
-        )
+        x = load_crop(args.corpus, r, args.crop_seconds, codec.sample_rate)
         x = x[:, : x.shape[-1] // head.hop * head.hop]
         for k in ks:
             for way, out in zip(WAYS, four_ways(model, head, x, k)):
@@ -99,15 +122,8 @@ def main() -> None:
         f" {args.crop_seconds:g} s each; the head's frames (n_fft {head.n_fft}, hop {head.hop}) overlap-added"
         " four ways, at each codebook count k. Means. The last row does not depend on k: a check of the synthesis.",
         "",
-        "| synthesis | " + " | ".join(f"k={k} PESQ-WB ↑ | k={k} STOI ↑" for k in ks) + " |",
-        "|---|" + "---|---|" * len(ks),
+        *pesq_stoi_table("synthesis", WAYS, ks, scores),
     ]
-    for way in WAYS:
-        cells = []
-        for k in ks:
-            p, s = np.nanmean(np.array(scores[k, way], dtype=float), axis=0)
-            cells.append(f"{p:.2f} | {s:.3f}")
-        lines.append(f"| {way} | " + " | ".join(cells) + " |")
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
