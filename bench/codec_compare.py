@@ -41,6 +41,12 @@ def test_rows(corpus: str | Path, kind: str, limit: int, sources: list[str] | No
     return rows[:: max(1, len(rows) // limit)][:limit]
 
 
+def load_crop(corpus: str | Path, row: dict, crop_seconds: float, sample_rate: int) -> torch.Tensor:
+    """The first ``crop_seconds`` of a manifest row's audio, mono, at ``sample_rate``: ``[1, S]``."""
+    wav, sr = sf.read(Path(corpus) / row["path"], dtype="float32", always_2d=True)
+    return resample(torch.from_numpy(wav.mean(axis=1)[: int(crop_seconds * sr)])[None], sr, sample_rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("codecs", nargs="+", help="codec folders (config.json + model.safetensors)")
@@ -73,9 +79,7 @@ def main() -> None:
         for k in (int(x) for x in args.num_codebooks.split(",")):
             scores = []
             for r in rows:
-                wav, sr = sf.read(Path(args.corpus) / r["path"], dtype="float32", always_2d=True)
-                x = torch.from_numpy(wav.mean(axis=1)[: int(args.crop_seconds * sr)])
-                x = resample(x[None], sr, codec.sample_rate)[0]
+                x = load_crop(args.corpus, r, args.crop_seconds, codec.sample_rate)[0]
                 with torch.no_grad():
                     y = codec.model(x[None], num_codebooks=k).wav[0, : len(x)]
                 s = [mel_distance(x, y, codec.sample_rate)]

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.codec_compare import test_rows  # noqa: E402
-from bench.codec_oracle import add_speech_set_arguments, load_crop, pesq_stoi_table  # noqa: E402
+from bench.codec_compare import load_crop, test_rows  # noqa: E402
+from bench.codec_oracle import add_speech_set_arguments, pesq_stoi_table  # noqa: E402
 from bench.report import update_section  # noqa: E402
 from codec.losses import BandEnvelopeLoss  # noqa: E402
 from codec.model import AudiotokCodec  # noqa: E402

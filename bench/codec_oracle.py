@@ -17,17 +17,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.codec_compare import test_rows  # noqa: E402
+from bench.codec_compare import load_crop, test_rows  # noqa: E402
 from bench.report import update_section  # noqa: E402
 from codec.model import AudiotokCodec, ISTFTHead  # noqa: E402
-from codec.tokens import resample  # noqa: E402
 from eval.metrics import pesq_wb, stoi  # noqa: E402
 
 WAYS = (
@@ -63,12 +61,6 @@ def four_ways(model: torch.nn.Module, head: ISTFTHead, x: torch.Tensor, k: int) 
             overlap_add(head, true.abs(), phase),
             overlap_add(head, true.abs(), true.angle()),
         ]
-
-
-def load_crop(corpus: str | Path, row: dict, crop_seconds: float, sample_rate: int) -> torch.Tensor:
-    """The first ``crop_seconds`` of a manifest row's audio, mono, at ``sample_rate``: ``[1, S]``."""
-    wav, sr = sf.read(Path(corpus) / row["path"], dtype="float32", always_2d=True)
-    return resample(torch.from_numpy(wav.mean(axis=1)[: int(crop_seconds * sr)])[None], sr, sample_rate)
 
 
 def pesq_stoi_table(first: str, ways, ks: list[int], scores: dict, pesq_digits: int = 2) -> list[str]:

@@ -25,6 +25,11 @@ spectrogram discriminator with hinge adversarial and feature-matching losses.
   104 ms band envelope to the input's (an oracle, bench/codec_envelope.py) lifts PESQ-WB at 6 kbps from 1.79
   to 1.96 on Warzone and 2.27 to 2.30 on clean speech; but training with this loss (weight 10, a paired
   ablation in BENCHMARKS.md) raised the level and lowered PESQ-WB on every unseen speech set.
+* Discriminator: one small 2-D conv net per STFT resolution on the (log-compressed) complex
+  spectrogram, real and imaginary parts as channels, so it also judges phase (MS-STFT discriminator of
+  EnCodec, Défossez et al. 2022, with fewer channels for CPU training); optionally also HiFi-GAN's
+  multi-period discriminator (Kong et al. 2020), which sees the waveform folded by a period and so
+  judges the periodic structure of voiced speech.
 """
 
 from __future__ import annotations
@@ -187,7 +192,7 @@ class MultiResolutionPhaseDerivativeLoss(_MultiResolutionSTFT):
         return loss / len(self.windows)
 
 
-class BandEnvelopeLoss(nn.Module):
+class BandEnvelopeLoss(_MultiResolutionSTFT):
     """L1 between log10 band energies of ``pred`` and ``target``, smoothed over time.
 
     Power spectrogram (Hann window ``window``, hop ``window // 4``), summed into ``n_bands`` mel bands,
@@ -205,14 +210,13 @@ class BandEnvelopeLoss(nn.Module):
         range_db: float = 50.0,
         floor: float = 1e-10,
     ):
-        super().__init__()
+        super().__init__((window,))
         if not frames or any(int(f) < 1 for f in frames):
             raise ValueError(f"envelope frames must be positive frame counts, got {list(frames)}")
         if range_db <= 0:
             raise ValueError(f"envelope range_db must be positive, got {range_db}")
         self.window, self.frames = window, tuple(int(f) for f in frames)
         self.relative_floor, self.floor = 10.0 ** (-range_db / 10.0), floor
-        self.register_buffer("hann", torch.hann_window(window), persistent=False)
         fbank = torchaudio.functional.melscale_fbanks(
             window // 2 + 1, 0.0, sample_rate / 2, n_bands, sample_rate
         )
@@ -220,8 +224,13 @@ class BandEnvelopeLoss(nn.Module):
 
     def band_power(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` -> band power ``[B, n_bands, T]``."""
-        spec = torch.stft(wav.float(), self.window, self.window // 4, window=self.hann, return_complex=True)
+        spec = self.stft(wav.float(), self.window)
         return self.fbank @ (spec.real.square() + spec.imag.square())
+
+    @property
+    def hann(self) -> torch.Tensor:
+        """The analysis window (for a synthesis on the same frames)."""
+        return getattr(self, f"window_{self.window}")
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         p, t = self.band_power(pred), self.band_power(target)
