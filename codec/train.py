@@ -112,9 +112,13 @@ class TrainConfig:
     # are mixtures, and a codec trained on clean sources alone spends its bits badly on them. 0 = off.
     mix_prob: float = 0.0
     mix_snr_db: list = field(default_factory=lambda: [0.0, 20.0])
-    # Fraction of segments made to sound like a radio or telephone line: band-passed to 300-3400 Hz and
-    # driven into soft clipping (game voices, walkie-talkies, archive broadcasts). 0 = off.
+    # Fraction of segments made to sound like a radio or telephone line: band-passed and driven into soft
+    # clipping (game voices, walkie-talkies, archive broadcasts). 0 = off. The pass band's edges are drawn
+    # per segment from radio_low_hz and radio_high_hz ([low, high] Hz each; the default is the telephone
+    # band, 300-3400 Hz, every time): real radio chains differ, and many cut far more of the lows.
     radio_prob: float = 0.0
+    radio_low_hz: list = field(default_factory=lambda: [300.0, 300.0])
+    radio_high_hz: list = field(default_factory=lambda: [3400.0, 3400.0])
     log_every: int = 25
     ckpt_every: int = 250
     eval_every: int = 500
@@ -177,15 +181,19 @@ class ClipBank:
         mix_prob: float = 0.0,
         mix_snr_db: tuple[float, float] = (0.0, 20.0),
         radio_prob: float = 0.0,
+        radio_low_hz: tuple[float, float] = (300.0, 300.0),
+        radio_high_hz: tuple[float, float] = (3400.0, 3400.0),
     ):
         """``paths``: only these clips of the split (a run's corpus snapshot), each of which must still exist.
         ``bandlimit_prob``: the fraction of drawn segments band-limited to one of ``bandlimit_rates``;
         ``mix_prob``: the fraction with a segment of another kind mixed under them, ``mix_snr_db`` (low,
-        high) dB below; ``radio_prob``: the fraction band-passed and clipped like a radio voice."""
+        high) dB below; ``radio_prob``: the fraction band-passed and clipped like a radio voice, the pass band's
+        edges drawn from ``radio_low_hz`` and ``radio_high_hz`` (low, high) Hz."""
         import soundfile as sf
 
         check_bandlimit(bandlimit_prob, bandlimit_rates, sample_rate)
         check_mix(mix_prob, mix_snr_db, radio_prob)
+        check_radio_band(radio_low_hz, radio_high_hz, sample_rate)
         self.sample_rate = sample_rate
         self.bandlimit_prob, self.bandlimit_rates = (
             float(bandlimit_prob),
@@ -193,6 +201,8 @@ class ClipBank:
         )
         self.mix_prob, self.mix_snr_db = float(mix_prob), (float(mix_snr_db[0]), float(mix_snr_db[1]))
         self.radio_prob = float(radio_prob)
+        self.radio_low_hz = (float(radio_low_hz[0]), float(radio_low_hz[1]))
+        self.radio_high_hz = (float(radio_high_hz[0]), float(radio_high_hz[1]))
 
         rows = [r for r in read_manifest(data_dir) if r["split"] == split and r["kind"] in kinds]
         if paths is not None:
@@ -265,7 +275,14 @@ class ClipBank:
                 rate = self.bandlimit_rates[int(rng.integers(len(self.bandlimit_rates)))]
                 piece = band_limit(piece, self.sample_rate, rate)
             if self.radio_prob > 0 and rng.random() < self.radio_prob:
-                piece = radio_voice(piece, self.sample_rate, drive=float(rng.uniform(1.0, 8.0)))
+                drive = float(rng.uniform(1.0, 8.0))
+                low, high = self.radio_low_hz[0], self.radio_high_hz[0]
+                if self.radio_low_hz[1] > low or self.radio_high_hz[1] > high:  # (a fixed band draws nothing)
+                    low, high = (
+                        float(rng.uniform(*self.radio_low_hz)),
+                        float(rng.uniform(*self.radio_high_hz)),
+                    )
+                piece = radio_voice(piece, self.sample_rate, drive=drive, low_hz=low, high_hz=high)
             # Random level (-30..-6 dBFS peak-relative range) so the codec sees quiet and loud audio.
             peak = max(float(np.abs(piece).max()), 1e-4)
             piece = piece / peak * 10 ** (rng.uniform(-24.0, -1.0) / 20)
@@ -321,12 +338,15 @@ def batch_source(bank: ClipBank, cfg: TrainConfig, segment: int, rank: int) -> t
     return (lambda step, stop: bank.batch(cfg.batch_size, segment, cfg.seed, step, rank)), (lambda: None)
 
 
-def radio_voice(wav: np.ndarray, sample_rate: int, drive: float = 4.0) -> np.ndarray:
-    """``wav`` as a radio or telephone line carries it: 300-3400 Hz band-pass (4th-order Butterworth),
-    then soft clipping ``tanh(drive * x)`` at full scale; ``drive`` 1 barely bends, 8 squares it off."""
+def radio_voice(
+    wav: np.ndarray, sample_rate: int, drive: float = 4.0, low_hz: float = 300.0, high_hz: float = 3400.0
+) -> np.ndarray:
+    """``wav`` as a radio or telephone line carries it: a ``low_hz``-``high_hz`` band-pass (4th-order
+    Butterworth; the telephone band by default), then soft clipping ``tanh(drive * x)`` at full scale;
+    ``drive`` 1 barely bends, 8 squares it off."""
     from scipy.signal import butter, sosfilt
 
-    sos = butter(4, [300.0, 3400.0], btype="bandpass", fs=sample_rate, output="sos")
+    sos = butter(4, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
     band = sosfilt(sos, wav).astype(np.float32)
     peak = max(float(np.abs(band).max()), 1e-6)
     return (np.tanh(drive * band / peak) / math.tanh(drive) * peak).astype(np.float32)
@@ -339,6 +359,20 @@ def check_mix(mix_prob: float, snr_db, radio_prob: float) -> None:
         raise ValueError(f"train.mix_snr_db must be [low, high] dB with low <= high, got {list(snr_db)}")
     if not 0.0 <= radio_prob <= 1.0:
         raise ValueError(f"train.radio_prob must be within [0, 1], got {radio_prob}")
+
+
+def check_radio_band(low_hz, high_hz, sample_rate: int) -> None:
+    """The radio pass band's ranges: [low, high] Hz each, every low edge below every high edge, below
+    Nyquist."""
+    for name, pair in (("radio_low_hz", low_hz), ("radio_high_hz", high_hz)):
+        if len(pair) != 2 or not 0.0 < pair[0] <= pair[1] < sample_rate / 2:
+            raise ValueError(
+                f"train.{name} must be [low, high] Hz with 0 < low <= high < {sample_rate / 2:g}, got {list(pair)}"
+            )
+    if not low_hz[1] < high_hz[0]:
+        raise ValueError(
+            f"train.radio_low_hz {list(low_hz)} must lie below train.radio_high_hz {list(high_hz)}"
+        )
 
 
 def check_bandlimit(prob: float, rates, sample_rate: int) -> None:
@@ -500,6 +534,7 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
     dropout_weights = quantizer_dropout_odds(cfg.quantizer_dropout_weights, model_cfg)
     check_bandlimit(cfg.bandlimit_prob, cfg.bandlimit_rates, model_cfg.sample_rate)
     check_mix(cfg.mix_prob, cfg.mix_snr_db, cfg.radio_prob)
+    check_radio_band(cfg.radio_low_hz, cfg.radio_high_hz, model_cfg.sample_rate)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -579,6 +614,8 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         mix_prob=cfg.mix_prob,
         mix_snr_db=tuple(cfg.mix_snr_db),
         radio_prob=cfg.radio_prob,
+        radio_low_hz=tuple(cfg.radio_low_hz),
+        radio_high_hz=tuple(cfg.radio_high_hz),
     )
     segment = segment_samples(model_cfg, cfg)
     valid_wav = validation_batch(model_cfg, cfg, paths=snapshot["valid"]).to(accelerator.device)

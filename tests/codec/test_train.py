@@ -541,3 +541,43 @@ def test_radio_voice_keeps_the_telephone_band_and_clips():
     peak = np.abs(clipped).max()  # the band-passed peak (the filter's onset overshoots 0.5 a little)
     assert peak < 0.6 and np.mean(np.abs(clipped[4000:]) > 0.85 * peak) > 0.5  # squared off
     assert np.mean(np.abs(0.5 * mid[4000:]) > 0.85 * 0.5) < 0.4  # (a sine is not)
+
+
+def test_radio_voice_pass_band_follows_its_edges():
+    from codec.train import radio_voice
+
+    t = np.arange(16000) / 16000
+
+    def gain(f: float, low: float, high: float) -> float:
+        x = np.sin(2 * np.pi * f * t).astype(np.float32)
+        y = radio_voice(x, 16000, drive=1.0, low_hz=low, high_hz=high)
+        return float(np.sqrt(np.mean(y[4000:] ** 2) / np.mean(x[4000:] ** 2)))
+
+    assert gain(500, 300, 3400) > 0.9 and gain(500, 1200, 5000) < 0.05  # a radio that cuts the lows
+    assert gain(4500, 300, 3400) < 0.25 and gain(4500, 1200, 5000) > 0.9  # ... and keeps more highs
+
+
+def test_radio_band_ranges_are_drawn_per_segment_and_checked(tmp_path):
+    corpus = make_corpus(tmp_path)
+    kinds = {"speech": 1.0, "music": 1.0, "sfx": 1.0}
+    fixed = ClipBank(corpus, "train", 16000, kinds, radio_prob=1.0)
+    explicit = ClipBank(
+        corpus, "train", 16000, kinds, radio_prob=1.0, radio_low_hz=(300, 300), radio_high_hz=(3400, 3400)
+    )
+    drawn = ClipBank(
+        corpus, "train", 16000, kinds, radio_prob=1.0, radio_low_hz=(200, 1200), radio_high_hz=(2800, 5000)
+    )
+    # A fixed band draws nothing from the batch's generator: the telephone-band runs keep their batches.
+    a = fixed.batch(6, 3200, seed=1, step=4)
+    assert torch.equal(a, explicit.batch(6, 3200, seed=1, step=4))
+    b = drawn.batch(6, 3200, seed=1, step=4)
+    assert torch.equal(b, drawn.batch(6, 3200, seed=1, step=4)) and not torch.equal(a, b)
+    for low, high in [
+        ((300, 200), (3400, 3400)),
+        ((300, 300), (3400, 9000)),
+        ((0, 300), (3400, 3400)),
+        ((300, 3500), (3400, 4000)),
+        ((300,), (3400, 3400)),
+    ]:
+        with pytest.raises(ValueError, match="radio_low_hz|radio_high_hz"):
+            ClipBank(corpus, "train", 16000, kinds, radio_prob=1.0, radio_low_hz=low, radio_high_hz=high)
