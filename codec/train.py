@@ -124,6 +124,9 @@ class TrainConfig:
     eval_every: int = 500
     keep_checkpoints: int = 2
     seed: int = 0
+    # The seed of the 16 validation segments, apart from ``seed`` so that runs with any training seed
+    # validate on the same segments (runs before this field drew them at ``seed``, which was 0 until stage 22).
+    valid_seed: int = 0
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
@@ -393,9 +396,10 @@ def validation_batch(
     model_cfg: CodecConfig, cfg: TrainConfig, paths: list[str] | None = None
 ) -> torch.Tensor:
     """The 16 fixed validation segments (3 training segments long) of ``cfg.data_dir``'s valid split
-    (only ``paths``, if given), drawn with ``cfg.kind_weights`` (not ``source_weights``) at ``cfg.seed``, step 0."""
+    (only ``paths``, if given), drawn with ``cfg.kind_weights`` (not ``source_weights``) at ``cfg.valid_seed``,
+    step 0: the same segments whatever the training seed."""
     bank = ClipBank(cfg.data_dir, "valid", model_cfg.sample_rate, cfg.kind_weights, paths=paths)
-    return bank.batch(16, segment_samples(model_cfg, cfg) * 3, cfg.seed, step=0)
+    return bank.batch(16, segment_samples(model_cfg, cfg) * 3, cfg.valid_seed, step=0)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

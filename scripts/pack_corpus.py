@@ -11,7 +11,8 @@ unchanged (libsndfile decodes Opus at the 16 kHz recorded in its header, sample-
 
 Selection: clips of each kind in a seeded random order until the kind's share of the budget is spent;
 clips with more than ``--max-clipped`` of their samples at full scale are left out (the corpus rows
-carry ``clipped``). Valid clips are packed too (``--valid-clips`` per kind) so training can report its
+carry ``clipped``), and so are the clips of the packs named by ``--exclude``: a second pack
+(``--exclude FIRST --valid-clips 0``) adds new hours to the first, each carried in its own call. Valid clips are packed too (``--valid-clips`` per kind) so training can report its
 validation mel distance.
 """
 
@@ -28,15 +29,25 @@ import numpy as np
 
 
 def select(
-    rows: list[dict], budget_s: dict[str, float], valid_clips: int, max_clipped: float, seed: int
+    rows: list[dict],
+    budget_s: dict[str, float],
+    valid_clips: int,
+    max_clipped: float,
+    seed: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[dict]:
+    """Train clips of each kind in a seeded order until its budget is spent (none whose path is in
+    ``exclude``), then ``valid_clips`` valid clips per kind."""
     rng = np.random.default_rng(seed)
     chosen = []
     for kind, budget in budget_s.items():
         pool = [
             r
             for r in rows
-            if r["split"] == "train" and r["kind"] == kind and r.get("clipped", 0) <= max_clipped
+            if r["split"] == "train"
+            and r["kind"] == kind
+            and r.get("clipped", 0) <= max_clipped
+            and r["path"] not in exclude
         ]
         used = 0.0
         for i in rng.permutation(len(pool)):
@@ -72,6 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         "--max-clipped", type=float, default=1e-3, help="leave out clips clipped more than this"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier pack whose clips this one leaves out (repeatable): packs that add up, "
+        "carried to the GPU machine in separate calls",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if shutil.which("opusenc") is None:
@@ -81,7 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     total_s = args.megabytes * 1e6 * 8 / (args.bitrate * 1000)
     shares = {k: float(v) for k, v in (item.split("=") for item in args.shares.split(","))}
     budget = {k: total_s * v / sum(shares.values()) for k, v in shares.items()}
-    chosen = select(rows, budget, args.valid_clips, args.max_clipped, args.seed)
+    exclude = frozenset(
+        json.loads(line)["packed_from"]
+        for pack in args.exclude
+        for line in (pack / "manifest.jsonl").read_text().splitlines()
+        if line
+    )
+    chosen = select(rows, budget, args.valid_clips, args.max_clipped, args.seed, exclude)
 
     if args.out.exists():
         shutil.rmtree(args.out)

@@ -31,6 +31,7 @@ from codec.train import (
     initial_discriminator,
     load_config,
     train,
+    validation_batch,
 )
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
@@ -89,6 +90,13 @@ def test_clip_bank_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     a, b = bank.batch(4, 3200, seed=1, step=5), bank.batch(4, 3200, seed=1, step=5)
     assert torch.equal(a, b) and not torch.equal(a, bank.batch(4, 3200, seed=1, step=6))
     assert a.abs().max() <= 1.0
+
+
+def test_validation_segments_do_not_follow_the_training_seed(tmp_path):
+    corpus, model_cfg, cfg = tiny_setup(tmp_path)
+    first = validation_batch(model_cfg, cfg)
+    assert torch.equal(first, validation_batch(model_cfg, replace(cfg, seed=cfg.seed + 22)))
+    assert not torch.equal(first, validation_batch(model_cfg, replace(cfg, valid_seed=cfg.valid_seed + 1)))
 
 
 def test_prefetched_batches_are_the_in_process_batches(tmp_path):
