@@ -12,8 +12,8 @@ unchanged (libsndfile decodes Opus at the 16 kHz recorded in its header, sample-
 Selection: clips of each kind in a seeded random order until the kind's share of the budget is spent;
 clips with more than ``--max-clipped`` of their samples at full scale are left out (the corpus rows
 carry ``clipped``), and so are the clips of the packs named by ``--exclude``: a second pack
-(``--exclude FIRST --valid-clips 0``) adds new hours to the first, each carried in its own call. Valid clips are packed too (``--valid-clips`` per kind) so training can report its
-validation mel distance.
+(``--exclude FIRST --valid-clips 0``) adds new hours to the first, each carried in its own call. Valid
+clips are packed too (``--valid-clips`` per kind) so training can report its validation mel distance.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def test_clip_bank_batches_are_a_pure_function_of_seed_and_step(tmp_path):
 
 
 def test_validation_segments_do_not_follow_the_training_seed(tmp_path):
-    corpus, model_cfg, cfg = tiny_setup(tmp_path)
+    _, model_cfg, cfg = tiny_setup(tmp_path)
     first = validation_batch(model_cfg, cfg)
     assert torch.equal(first, validation_batch(model_cfg, replace(cfg, seed=cfg.seed + 22)))
     assert not torch.equal(first, validation_batch(model_cfg, replace(cfg, valid_seed=cfg.valid_seed + 1)))
