@@ -18,7 +18,9 @@ from codec.model import AudiotokCodec, default_weights_dir
 from codec.registry import load_codec
 from eval.metrics import mel_distance
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.wav"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.wav"))
+CORPUS = ROOT / "data" / "corpus"  # built by `make data`; CI does not build it
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,26 @@ def test_quality_improves_with_every_bitrate_step(codec):
             distances.append(mel_distance(audio.wav[0], decoded))
         means.append(sum(distances) / len(distances))
     assert means[2] < means[1] < means[0], means
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CORPUS / "READY_ALL").is_file(), reason="needs the whole corpus in data/corpus: run `make data`"
+)
+def test_quality_improves_with_every_bitrate_step_on_the_valid_split():
+    """The trainer's validation figure (multi-resolution log-mel L1 on the 16 fixed 3 s valid segments that
+    bench/valid_mel.py scores every stage on): 12 codebooks < 6 < 3 < 1."""
+    from dataclasses import replace
+
+    from codec.losses import MultiResolutionMelLoss
+    from codec.train import TrainConfig, evaluate, validation_batch
+
+    model = load_codec("default").model  # its own copy: evaluate() leaves the model in train mode
+    segments = validation_batch(model.config, replace(TrainConfig(), data_dir=str(CORPUS)))
+    with torch.no_grad():
+        figures = evaluate(model, segments, MultiResolutionMelLoss(model.config.sample_rate))
+    by_k = [figures[f"valid/mel_k{k}"] for k in (12, 6, 3, 1)]
+    assert by_k == sorted(by_k) and len(set(by_k)) == 4, figures
 
 
 def test_every_codebook_is_used(codec):
