@@ -61,6 +61,9 @@ class CodecConfig:
     causal: bool = False
     quantizer: str = "factorized"  # or "vqpytorch" (vector-quantize-pytorch ResidualVQ; for comparison)
     frontend: str = "logmag"  # encoder input: "logmag" (log |STFT|) or "phase" (log |STFT| + unit phasor)
+    # Synthesis frames per codec frame: the iSTFT head overlap-adds this many frames of n_fft / r samples
+    # at hop / r per codec frame (1: one 80 ms window every 20 ms at the defaults; 2: 40 ms every 10 ms).
+    head_upsample: int = 1
 
     @property
     def frame_rate(self) -> float:
@@ -182,20 +185,30 @@ class STFTFrontend(nn.Module):
 
 
 class ISTFTHead(nn.Module):
-    """Predicts magnitude and phase per frame and overlap-adds (Vocos head), inverse of STFTFrontend."""
+    """Predicts magnitude and phase per frame and overlap-adds (Vocos head), inverse of STFTFrontend.
 
-    def __init__(self, dim: int, n_fft: int, hop: int, causal: bool):
+    With ``upsample = r > 1`` each codec frame predicts r synthesis frames of ``n_fft / r`` samples at
+    ``hop / r``: the same overlap (and the same output length and causality), r times the time resolution.
+    Synthesis frame ``u`` covers output samples ``[u*hop - left, u*hop - left + n_fft)`` in its own units,
+    the framing of STFTFrontend."""
+
+    def __init__(self, dim: int, n_fft: int, hop: int, causal: bool, upsample: int = 1):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
-        self.left = n_fft - hop if causal else (n_fft - hop) // 2
-        self.out = nn.Linear(dim, n_fft + 2)
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        if upsample < 1 or n_fft % upsample or hop % upsample:
+            raise ValueError(f"head_upsample {upsample} must be >= 1 and divide n_fft {n_fft} and hop {hop}")
+        self.upsample = upsample
+        self.n_fft, self.hop = n_fft // upsample, hop // upsample
+        self.left = self.n_fft - self.hop if causal else (self.n_fft - self.hop) // 2
+        self.out = nn.Linear(dim, upsample * (self.n_fft + 2))
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x ``[B, T, D]``, mask ``[B, 1, T]`` -> wav ``[B, T*hop]``. Frames past an item's end are
         silenced so they cannot overlap-add into its last valid samples."""
-        log_mag, phase = self.out(x).float().chunk(2, dim=-1)  # (B, T, F) each
-        return self.synthesize(log_mag, phase, mask)
+        B, T, _ = x.shape
+        y = self.out(x).float().reshape(B, T * self.upsample, self.n_fft + 2)  # (B, T*r, 2F)
+        log_mag, phase = y.chunk(2, dim=-1)  # (B, T*r, F) each
+        return self.synthesize(log_mag, phase, mask.repeat_interleave(self.upsample, dim=-1))
 
     def synthesize(self, log_mag: torch.Tensor, phase: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Overlap-add frames of log-magnitude and phase ``[B, T, F]`` -> wav ``[B, T*hop]``."""
@@ -214,6 +227,43 @@ class ISTFTHead(nn.Module):
         )
         wav = wav / envelope.clamp(min=1e-3)
         return wav[:, self.left : self.left + T * self.hop]
+
+    @torch.no_grad()
+    def load_coarser(self, coarse: ISTFTHead) -> None:
+        """Set this head (``upsample`` r) from a head with one frame per codec frame, so that for steady
+        sounds it synthesises what ``coarse`` does; fine-tuning then uses the finer time resolution.
+
+        Sub-frame s of codec frame t starts ``d_s = s*hop - left + coarse.left`` samples after the coarse
+        frame. Its bin j has the frequency of coarse bin ``j*r``; a partial at that frequency advances in
+        phase by ``2*pi*j*d_s / n_fft`` over ``d_s`` samples, so the phase row is the coarse row plus that
+        constant (a bias shift). The log-magnitude row is the coarse row plus ``log g``, the gain at which a
+        partial on a coarse bin comes out of this head's overlap-add at the coarse head's amplitude.
+        Partials between the sampled bins come through by the coarse window's leakage only (an
+        approximation, and the reason this is a starting point for training, not a conversion)."""
+        r = self.upsample
+        if coarse.upsample != 1 or coarse.n_fft != self.n_fft * r or coarse.hop != self.hop * r:
+            raise ValueError(
+                "load_coarser needs a head with one frame per codec frame and this head's framing"
+            )
+        F_c, F = coarse.n_fft // 2 + 1, self.n_fft // 2 + 1
+        W, b = coarse.out.weight, coarse.out.bias  # (2*F_c, D), (2*F_c,)
+        bins = torch.arange(F) * r  # coarse bin of each of our bins
+        # A partial of amplitude A: coarse bin magnitude A * sum(w_c) / 2; one bin of magnitude M here
+        # overlap-adds to (2 M / n_fft) * sum(w) / sum(w^2) * A-units (the head divides by sum w^2).
+        w, w_c = self.window.double(), coarse.window.double()
+        gain = (self.n_fft * (w**2).sum() / w.sum() / w_c.sum()).item()
+        j = torch.arange(F, dtype=torch.float64)
+        weight = torch.empty_like(self.out.weight).reshape(r, 2 * F, -1)
+        bias = torch.empty_like(self.out.bias).reshape(r, 2 * F)
+        for s in range(r):
+            shift = s * self.hop - self.left + coarse.left
+            weight[s, :F], weight[s, F:] = W[bins], W[F_c + bins]
+            bias[s, :F] = b[bins] + math.log(gain)
+            bias[s, F:] = (
+                b[F_c + bins] + (2 * math.pi * j * shift / self.n_fft).remainder(2 * math.pi).float()
+            )
+        self.out.weight.copy_(weight.reshape_as(self.out.weight))
+        self.out.bias.copy_(bias.reshape_as(self.out.bias))
 
 
 @dataclass
@@ -251,7 +301,7 @@ class CodecModel(nn.Module):
         self.decoder = Backbone(
             c.latent_dim, c.decoder_dim, c.decoder_layers, c.mlp_ratio, c.kernel_size, c.causal
         )
-        self.head = ISTFTHead(c.decoder_dim, c.n_fft, c.hop_length, c.causal)
+        self.head = ISTFTHead(c.decoder_dim, c.n_fft, c.hop_length, c.causal, c.head_upsample)
 
     def _pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
         return F.pad(wav, (0, (-wav.shape[-1]) % self.config.hop_length))

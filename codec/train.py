@@ -77,7 +77,8 @@ class TrainConfig:
     init_disc_from: str = ""
     init_from: str = ""  # an exported codec folder to start from (fine-tuning); ignored when resuming
     # Let init_from have fewer encoder/decoder blocks than this model: the extra blocks start as the
-    # identity (layer scale 0), so training starts from exactly the init's function with more capacity.
+    # identity (layer scale 0), so training starts from exactly the init's function with more capacity;
+    # or a one-frame head where this model has head_upsample > 1 (ISTFTHead.load_coarser).
     init_grow: bool = False
     lambda_mel: float = 15.0
     lambda_stft: float = 2.0
@@ -793,24 +794,33 @@ def initial_weights(
     """The fp32 state dict of an exported codec whose model config equals ``model_cfg``. With ``grow``,
     ``model_cfg`` may have more encoder and decoder blocks than the export (nothing else may differ):
     the export's blocks come first, the extra ones are freshly initialised with layer scale 0, so each
-    is the identity and the grown model computes exactly what the export does."""
+    is the identity and the grown model computes exactly what the export does. It may also have a finer
+    iSTFT head (``head_upsample`` r where the export has 1), set by ``ISTFTHead.load_coarser``: the same
+    codes, and for steady sounds about the same output, at r times the synthesis time resolution."""
     start = AudiotokCodec.from_pretrained(folder)
     theirs, ours = asdict(start.model.config), asdict(model_cfg)
     diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
-    growable = {"encoder_layers", "decoder_layers"}
+    growable = {"encoder_layers", "decoder_layers", "head_upsample"}
     if not diff:
         return start.model.state_dict()
-    if not grow or set(diff) - growable or any(ours[k] < theirs[k] for k in diff):
+    finer_head = ours["head_upsample"] == theirs["head_upsample"] or theirs["head_upsample"] == 1
+    if not grow or set(diff) - growable or any(ours[k] < theirs[k] for k in diff) or not finer_head:
         hint = (
-            " (set train.init_grow to add encoder/decoder blocks)"
+            " (set train.init_grow to add encoder/decoder blocks or refine a one-frame head)"
             if set(diff) <= growable and not grow
             else ""
         )
         raise ValueError(
             f"init_from {folder}: its model config differs from this run's (theirs, ours): {diff}{hint}"
         )
-    state = CodecModel(model_cfg).state_dict()
+    grown = CodecModel(model_cfg)
+    state = grown.state_dict()
     loaded = start.model.state_dict()
+    if "head_upsample" in diff:
+        grown.head.load_coarser(start.model.head)
+        loaded = {k: v for k, v in loaded.items() if not k.startswith("head.")} | {
+            k: v for k, v in grown.state_dict().items() if k.startswith("head.")
+        }
     state.update(loaded)
     for part in ("encoder", "decoder"):
         for i in range(theirs[f"{part}_layers"], ours[f"{part}_layers"]):

@@ -10,7 +10,7 @@ import torch
 from tiny import tiny_config
 
 from codec.losses import MultiResolutionDiscriminator
-from codec.model import AudiotokCodec, CodecConfig, CodecModel, StreamingEncoder
+from codec.model import AudiotokCodec, CodecConfig, CodecModel, ISTFTHead, StreamingEncoder
 from codec.tokens import PAD_CODE, AudioTokens
 from codec.train import initial_weights, load_config, quantizer_dropout_odds
 
@@ -29,8 +29,9 @@ def chirp(seconds: float, sr: int = 16000, seed: int = 0) -> torch.Tensor:
     return 0.4 * torch.sin(2 * math.pi * (100 + 900 * t) * t) + 0.05 * torch.randn(len(t), generator=g)
 
 
-def test_encode_decode_shapes_and_dtypes():
-    codec = tiny_codec()
+@pytest.mark.parametrize("head_upsample", [1, 2])
+def test_encode_decode_shapes_and_dtypes(head_upsample):
+    codec = tiny_codec(head_upsample=head_upsample)
     wav = chirp(1.03)
     tokens = codec.encode(wav, 16000)
     assert tokens.codes.dtype == torch.long and tokens.codes.shape == (1, 4, math.ceil(len(wav) / 320))
@@ -51,8 +52,9 @@ def test_num_codebooks_gives_the_first_k(quantizer):
         codec.encode(chirp(0.8), 16000, num_codebooks=5)
 
 
-def test_batch_equals_single_item_despite_padding_garbage():
-    codec = tiny_codec()
+@pytest.mark.parametrize("head_upsample", [1, 2])
+def test_batch_equals_single_item_despite_padding_garbage(head_upsample):
+    codec = tiny_codec(head_upsample=head_upsample)
     a, b = chirp(0.5, seed=1), chirp(1.27, seed=2)
     batch = torch.full((2, 1, len(b)), 0.9)  # garbage in the padding must not leak
     batch[0, 0, : len(a)], batch[1, 0] = a, b
@@ -83,6 +85,33 @@ def test_streaming_encoder_equals_full_forward_for_causal_codec():
         i += n
     pieces.append(stream.flush())
     assert torch.equal(torch.cat(pieces, dim=-1), codec.encode(wav, 16000).item(0))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_finer_head_set_from_a_coarse_one_synthesises_a_steady_tone_alike(causal):
+    """ISTFTHead.load_coarser: a coarse head whose every frame is the STFT of a 1050 Hz tone (21 cycles per
+    hop, so every frame is the same) plays the tone; the head refined from it (40 ms frames every 10 ms
+    instead of 80 ms every 20 ms) plays it too, at the same amplitude and phase."""
+    n_fft, hop, sr, T = 1280, 320, 16000, 12
+    coarse, fine = ISTFTHead(8, n_fft, hop, causal), ISTFTHead(8, n_fft, hop, causal, upsample=2)
+    n = torch.arange(-coarse.left, n_fft - coarse.left, dtype=torch.float64)
+    tone = lambda n: 0.3 * torch.cos(2 * math.pi * 1050 * n / sr + 0.7)  # noqa: E731
+    spectrum = torch.fft.rfft(coarse.window.double() * tone(n))  # frame 0; every frame is the same
+    with torch.no_grad():
+        coarse.out.weight.zero_()
+        coarse.out.bias.copy_(torch.cat([spectrum.abs().clamp(min=1e-9).log(), spectrum.angle()]).float())
+    fine.load_coarser(coarse)
+    x, mask = torch.zeros(1, T, 8), torch.ones(1, 1, T)
+    inner = slice(n_fft, T * hop - n_fft)  # where every sample has its full overlap
+    expected = tone(torch.arange(T * hop, dtype=torch.float64))[inner].float()
+    with torch.no_grad():
+        a, b = coarse(x, mask)[0, inner], fine(x, mask)[0, inner]
+    assert torch.allclose(a, expected, atol=1e-4)
+    assert torch.allclose(b, expected, atol=1e-3), (b - expected).abs().max()
+    with pytest.raises(ValueError, match="one frame per codec frame"):
+        coarse.load_coarser(fine)
+    with pytest.raises(ValueError, match="divide"):
+        ISTFTHead(8, n_fft, hop, causal, upsample=3)
 
 
 def test_streaming_encoder_refuses_non_causal_codec():

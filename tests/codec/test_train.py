@@ -420,6 +420,23 @@ def test_grown_codec_starts_as_exactly_its_init(tmp_path):
     assert [h["step"] for h in history] == [1, 2] and np.isfinite(history[-1]["train/mel"])
 
 
+def test_codec_with_a_finer_head_starts_from_a_coarse_export_with_its_codes(tmp_path):
+    corpus, model_cfg, cfg, start = trained_start(tmp_path, steps=2)
+    finer = replace(model_cfg, head_upsample=2)
+    with pytest.raises(ValueError, match="init_grow"):
+        train(finer, replace(cfg, init_from=str(start), out_dir=str(tmp_path / "refused")))
+    fine_cfg = replace(cfg, init_from=str(start), init_grow=True)
+    fine = train(finer, replace(fine_cfg, out_dir=str(tmp_path / "fine")), max_steps=0)
+    a, b = AudiotokCodec.from_pretrained(start), AudiotokCodec.from_pretrained(fine)
+    assert b.model.config.head_upsample == 2 and b.model.head.n_fft == a.model.head.n_fft // 2
+    x = torch.from_numpy(sf.read(corpus / "c7.wav", dtype="float32")[0])
+    tokens = a.encode(x, 16000)
+    assert torch.equal(tokens.codes, b.encode(x, 16000).codes)  # encoder and quantizer untouched
+    assert a.decode(tokens).shape == b.decode(tokens).shape
+    train(finer, replace(fine_cfg, out_dir=str(tmp_path / "fine")))  # and it trains on from there
+    assert [h["step"] for h in read_history(tmp_path / "fine")] == [1, 2]
+
+
 def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
     corpus, model_cfg, cfg = tiny_setup(tmp_path, steps=4, ckpt_every=2, log_every=2, eval_every=4)
     straight = train(model_cfg, replace(cfg, out_dir=str(tmp_path / "straight")))
