@@ -550,6 +550,13 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
         log_with="tensorboard",
         project_dir=str(out),
     )
+    if accelerator.device.type == "cpu" and cfg.mixed_precision == "bf16" and cpu_has_native_bf16() is False:
+        accelerator.print(
+            "warning: train.mixed_precision is bf16 but this CPU has no AVX512-BF16 or AMX, so bf16 is emulated "
+            "and each step runs about 12x slower than in fp32; pass --mixed-precision no (a resumed run then "
+            "no longer equals an uninterrupted bf16 one)",
+            flush=True,
+        )
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         run_config = {
@@ -724,6 +731,18 @@ def train(model_cfg: CodecConfig, cfg: TrainConfig, max_steps: int | None = None
 LINEAGE = "lineage.json"
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); None where torch cannot tell.
+    Without it, bf16 autocast on the CPU is emulated: 11.8x slower per step than fp32 on a 2-core AVX2 EPYC
+    (BENCHMARKS.md, "Training step"), where an AVX512-BF16 Xeon ran it 1.3x faster than fp32."""
+    probes = [
+        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    if not any(probes):
+        return None
+    return any(probe() for probe in probes if probe is not None)
+
+
 def describe_device(device: torch.device) -> str:
     version = torch.__version__.split("+")[0]
     if device.type == "cuda":
@@ -863,6 +882,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="override train.num_threads (torch intra-op threads)")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument(
+        "--mixed-precision",
+        choices=["no", "bf16", "fp16"],
+        help="override train.mixed_precision (on a CPU without AVX512-BF16 or AMX, bf16 is emulated: use no)",
+    )
+    parser.add_argument(
         "--disc-warmup",
         type=int,
         help="override train.disc_warmup_steps (0: a speed probe of adversarial steps)",
@@ -879,6 +903,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.num_threads = args.threads
     if args.batch_size:
         cfg.batch_size = args.batch_size
+    if args.mixed_precision:
+        cfg.mixed_precision = args.mixed_precision
     if args.time_limit is not None:
         cfg.time_limit_minutes = args.time_limit
     if args.disc_warmup is not None:

@@ -206,6 +206,41 @@ def test_dropout_odds_and_fp32_discriminators_resume_exactly_under_bf16(tmp_path
     assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_warns_and_the_command_line_overrides_it(
+    tmp_path, fresh_accelerator_state, monkeypatch, capsys, native
+):
+    from accelerate.state import AcceleratorState
+
+    from codec.train import main
+
+    corpus, model_cfg, cfg = tiny_setup(tmp_path, steps=2)
+    monkeypatch.setattr("codec.train.cpu_has_native_bf16", lambda: native)
+    train(model_cfg, replace(cfg, mixed_precision="bf16", out_dir=str(tmp_path / "bf16")), max_steps=0)
+    assert ("bf16 is emulated" in capsys.readouterr().out) == (not native)
+    config = tmp_path / "bf16.yaml"
+    config.write_text(TINY.read_text().replace("train:\n", "train:\n  mixed_precision: bf16\n", 1))
+    assert load_config(config)[1].mixed_precision == "bf16"
+    AcceleratorState._reset_state(True)  # one precision per process state
+    out = tmp_path / "overridden"
+    main(
+        [
+            "--config",
+            str(config),
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--max-steps",
+            "0",
+            "--mixed-precision",
+            "no",
+        ]
+    )
+    assert "bf16 is emulated" not in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["train"]["mixed_precision"] == "no"
+
+
 def test_discriminator_warmup_leaves_the_generator_as_without_gan(tmp_path):
     (tmp_path / "corpus").mkdir()
     corpus = make_corpus(tmp_path / "corpus")
