@@ -248,8 +248,9 @@ class ISTFTHead(nn.Module):
         F_c, F = coarse.n_fft // 2 + 1, self.n_fft // 2 + 1
         W, b = coarse.out.weight, coarse.out.bias  # (2*F_c, D), (2*F_c,)
         bins = torch.arange(F) * r  # coarse bin of each of our bins
-        # A partial of amplitude A: coarse bin magnitude A * sum(w_c) / 2; one bin of magnitude M here
-        # overlap-adds to (2 M / n_fft) * sum(w) / sum(w^2) * A-units (the head divides by sum w^2).
+        # A partial of amplitude A has coarse bin magnitude A * sum(w_c) / 2; one bin of magnitude M here
+        # overlap-adds to a partial of amplitude (2 M / n_fft) * sum(w) / sum(w^2) (synthesize divides by
+        # the overlap-added w^2), so M = gain * (coarse magnitude) keeps A.
         w, w_c = self.window.double(), coarse.window.double()
         gain = (self.n_fft * (w**2).sum() / w.sum() / w_c.sum()).item()
         j = torch.arange(F, dtype=torch.float64)

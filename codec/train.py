@@ -733,7 +733,7 @@ LINEAGE = "lineage.json"
 
 def cpu_has_native_bf16() -> bool | None:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); None where torch cannot tell.
-    Without it, bf16 autocast on the CPU is emulated: 11.8x slower per step than fp32 on a 2-core AVX2 EPYC
+    Without it, bf16 autocast on the CPU is emulated: 12.4x slower per step than fp32 on a 2-core AVX2 EPYC
     (BENCHMARKS.md, "Training step"), where an AVX512-BF16 Xeon ran it 1.3x faster than fp32."""
     probes = [
         getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
