@@ -834,13 +834,10 @@ def initial_weights(
         )
     grown = CodecModel(model_cfg)
     state = grown.state_dict()
-    loaded = start.model.state_dict()
-    if "head_upsample" in diff:
+    state.update(start.model.state_dict())
+    if "head_upsample" in diff:  # the export's one-frame head, refined
         grown.head.load_coarser(start.model.head)
-        loaded = {k: v for k, v in loaded.items() if not k.startswith("head.")} | {
-            k: v for k, v in grown.state_dict().items() if k.startswith("head.")
-        }
-    state.update(loaded)
+        state.update({k: v for k, v in grown.state_dict().items() if k.startswith("head.")})
     for part in ("encoder", "decoder"):
         for i in range(theirs[f"{part}_layers"], ours[f"{part}_layers"]):
             state[f"{part}.blocks.{i}.gamma"] = torch.zeros_like(state[f"{part}.blocks.{i}.gamma"])
