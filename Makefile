@@ -49,6 +49,7 @@ train-codec: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py
+	$(BIN)/python bench/codec_denormal.py
 	$(BIN)/python bench/codec_quality.py
 	if [ -f data/unseen/manifest.jsonl ]; then $(BIN)/python bench/codec_quality.py --corpus data/unseen \
 		--limit 100 --title "Codec quality on unseen real speech (ktuberling-data)"; \

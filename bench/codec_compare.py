@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
-from codec.losses import MultiResolutionPhaseDerivativeLoss  # noqa: E402
-from codec.model import AudiotokCodec  # noqa: E402
+from codec.nn.model import AudiotokCodec  # noqa: E402
 from codec.tokens import resample  # noqa: E402
+from codec.train.losses import MultiResolutionPhaseDerivativeLoss  # noqa: E402
 from eval.metrics import mel_distance, pesq_wb, stoi  # noqa: E402
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
-from codec.model import AudiotokCodec  # noqa: E402
+from codec.nn.model import AudiotokCodec  # noqa: E402
 
 KINDS = ("speech", "music", "sfx")
 

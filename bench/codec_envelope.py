@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from bench.codec_compare import load_crop, test_rows  # noqa: E402
 from bench.codec_oracle import add_speech_set_arguments, pesq_stoi_table  # noqa: E402
 from bench.report import update_section  # noqa: E402
-from codec.losses import BandEnvelopeLoss  # noqa: E402
-from codec.model import AudiotokCodec  # noqa: E402
+from codec.nn.model import AudiotokCodec  # noqa: E402
+from codec.train.losses import BandEnvelopeLoss  # noqa: E402
 from eval.metrics import pesq_wb, stoi  # noqa: E402
 
 REGIONS_HZ = (0, 300, 1000, 2000, 3400, 5500, 8000)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.codec_compare import load_crop, test_rows  # noqa: E402
 from bench.report import update_section  # noqa: E402
-from codec.model import AudiotokCodec, ISTFTHead  # noqa: E402
+from codec.nn.model import AudiotokCodec, ISTFTHead  # noqa: E402
 from eval.metrics import pesq_wb, stoi  # noqa: E402
 
 WAYS = (

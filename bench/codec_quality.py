@@ -28,7 +28,8 @@ from bench.report import update_section  # noqa: E402
 from codec.registry import load_codec  # noqa: E402
 from eval.asr import Transcriber, manifest_texts  # noqa: E402
 from eval.baselines import parse_baselines  # noqa: E402
-from eval.codec_eval import collect_items, evaluate_codec  # noqa: E402
+from eval.codec_eval import evaluate_codec  # noqa: E402
+from eval.codec_items import collect_items  # noqa: E402
 from eval.visqol import VisqolScorer  # noqa: E402
 
 

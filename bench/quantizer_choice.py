@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
-from codec.model import CodecConfig  # noqa: E402
-from codec.train import TrainConfig, train  # noqa: E402
+from codec.nn.model import CodecConfig  # noqa: E402
+from codec.train.config import TrainConfig  # noqa: E402
+from codec.train.loop import train  # noqa: E402
 
 SMALL = CodecConfig(
     encoder_dim=96,

@@ -1,4 +1,9 @@
-"""Shared by the benchmarks: machine description and section-wise updates of BENCHMARKS.md."""
+"""Shared by the benchmarks: machine description and section-wise updates of BENCHMARKS.md.
+
+Every write also rewrites the file's table of contents (a list between two HTML comments, before the
+first ``## `` section) from its ``## `` headings, so a rerun that adds or replaces a section keeps it
+true. ``python -m bench.report`` rewrites only the contents, after a hand edit.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+CONTENTS_START = "<!-- contents: written by bench/report.py from the '## ' headings -->"
+CONTENTS_END = "<!-- end of contents -->"
 
 
 def machine() -> str:
@@ -59,4 +66,37 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS, recorded: dic
         text = text[:start] + stamp + (text[nxt + 1 :] if nxt != -1 else "")
     else:
         text = text.rstrip() + "\n\n" + stamp
-    path.write_text(text)
+    path.write_text(with_contents(text))
+
+
+def anchor(title: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def with_contents(text: str) -> str:
+    """``text`` with its table of contents (one line per ``## `` section, in order, with the section's
+    date when it has one) replacing the old one, or inserted before the first section."""
+    sections = re.split(r"^(?=## )", text, flags=re.M)[1:]
+    seen: dict[str, int] = {}
+    entries = []
+    for section in sections:
+        title = section.split("\n", 1)[0][3:].strip()
+        base = anchor(title)
+        repeats = seen.get(base, 0)
+        seen[base] = repeats + 1
+        slug = f"{base}-{repeats}" if repeats else base  # GitHub numbers repeated anchors: x, x-1, x-2
+        date = re.search(r"^- date: (\d{4}-\d\d-\d\d)", section, flags=re.M)
+        entries.append(f"- [{title}](#{slug})" + (f" ({date.group(1)})" if date else ""))
+    block = "\n".join([CONTENTS_START, *entries, CONTENTS_END])
+    if CONTENTS_START in text and CONTENTS_END in text:
+        start, end = text.index(CONTENTS_START), text.index(CONTENTS_END) + len(CONTENTS_END)
+        return text[:start] + block + text[end:]
+    first = re.search(r"^## ", text, flags=re.M)
+    if first is None:
+        return text.rstrip() + "\n\n" + block + "\n"
+    return text[: first.start()] + block + "\n\n" + text[first.start() :]
+
+
+if __name__ == "__main__":
+    BENCHMARKS.write_text(with_contents(BENCHMARKS.read_text()))

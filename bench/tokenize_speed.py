@@ -39,16 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
-from codec.audio import load_audio, scan_inputs, sha256_file  # noqa: E402
+from codec.audio import load_audio, sha256_file  # noqa: E402
+from codec.pipeline.batching import encode_batch, encoder_threads, length_batches  # noqa: E402
+from codec.pipeline.inputs import scan_inputs  # noqa: E402
+from codec.pipeline.tokenize import TokenizeOptions, tokenize  # noqa: E402
 from codec.registry import load_codec  # noqa: E402
 from codec.store import StoreMeta, TokenStore  # noqa: E402
-from codec.tokenize import (  # noqa: E402
-    TokenizeOptions,
-    encode_batch,
-    encoder_threads,
-    length_batches,
-    tokenize,
-)
 
 
 def synth(kind: str, seconds: float, sr: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -136,7 +132,7 @@ def encoder_alone(codec, folder: Path, seconds: float = 600.0) -> float:
 def cli_run(prefix: list[str], folder: Path, store: Path, codec: str, extra: list[str] = ()) -> dict:
     cmd = [
         *prefix,
-        "codec.cli",
+        "audiotok",
         "tokenize",
         str(folder),
         "-o",
@@ -177,7 +173,7 @@ def long_file(work: Path, minutes: float, codec: str) -> dict:
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t); "
         "sys.stderr.write(r.stderr[-2000:])"
     )
-    cmd = [sys.executable, "-c", probe, sys.executable, "-m", "codec.cli", "tokenize", str(path), "-o",
+    cmd = [sys.executable, "-c", probe, sys.executable, "-m", "audiotok", "tokenize", str(path), "-o",
            str(work / "long_store"), "--codec", codec, "--json"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True)
     summary_line, rss_line = result.stdout.strip().splitlines()[-2:]

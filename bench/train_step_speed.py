@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import update_section  # noqa: E402
-from codec.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss, ReconstructionLoss  # noqa: E402
-from codec.model import AudiotokCodec  # noqa: E402
-from codec.train import cpu_has_native_bf16  # noqa: E402
+from codec.nn.model import AudiotokCodec  # noqa: E402
+from codec.train.loop import cpu_has_native_bf16  # noqa: E402
+from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss, ReconstructionLoss  # noqa: E402
 
 
 def batch(size: int, sample_rate: int) -> torch.Tensor:

@@ -19,9 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.losses import MultiResolutionMelLoss  # noqa: E402
-from codec.model import AudiotokCodec  # noqa: E402
-from codec.train import TrainConfig, evaluate, validation_batch  # noqa: E402
+from codec.nn.model import AudiotokCodec  # noqa: E402
+from codec.train.batches import validation_batch  # noqa: E402
+from codec.train.config import TrainConfig  # noqa: E402
+from codec.train.loop import evaluate  # noqa: E402
+from codec.train.losses import MultiResolutionMelLoss  # noqa: E402
 
 
 def main() -> None:

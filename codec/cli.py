@@ -1,8 +1,8 @@
-"""The ``audiotok`` command line: ``tokenize``, ``decode`` and ``info`` over token stores.
+"""The codec's subcommands of ``audiotok``: ``tokenize``, ``decode`` and ``info`` over token stores.
 
-Other packages add subcommand groups through a ``register(subparsers)`` hook in an optional module
-(``codec.corpus`` adds ``data``, ``eval.cli`` adds ``eval``); they are imported inside `main`, so importing
-codec never imports eval, and a missing plugin is skipped while a broken one still raises.
+`register` adds them to the command that `audiotok.cli` builds; each package has such a module
+(``codec.data.cli`` adds ``data``, ``eval.cli`` adds ``eval``). `UsageError` and `load_codec` live here,
+at the bottom of the layers, so every package's subcommands can raise the one and use the other.
 
 Exit status: 0 when everything worked, 1 when some input failed (each failure is one stderr line and a
 row in the store's failures list), 2 for usage errors (bad flags, unknown codec, a store of another codec).
@@ -11,15 +11,11 @@ row in the store's failures list), 2 for usage errors (bad flags, unknown codec,
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
-import os
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-PLUGIN_MODULES = ("codec.corpus", "eval.cli")
 
 
 class UsageError(Exception):
@@ -56,8 +52,8 @@ def _load(spec: str | None, device: str) -> Any:
 
 # ------------------------------------------------------------------------------------------ tokenize
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from codec.audio import InputListError, scan_inputs
-    from codec.tokenize import RankContext, TokenizeOptions, TokenizeUsageError, tokenize
+    from codec.pipeline.inputs import InputListError, scan_inputs
+    from codec.pipeline.tokenize import RankContext, TokenizeOptions, TokenizeUsageError, tokenize
 
     if not args.inputs and not args.from_list:
         raise UsageError("tokenize needs INPUTS or --from-list FILE; see `audiotok tokenize --help`.")
@@ -236,22 +232,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def default_jobs() -> int:
-    """Reader threads by default: one per core this process may use, at most 8 (shared by per-rank
-    processes on one machine). Lives here, import-light, so `--help` can show it without torch."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(8, cores // max(1, local_world)))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="audiotok", description="Audio tokens: tokenize audio into a token store, decode it, inspect it."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tokenize``, ``decode`` and ``info`` to the ``audiotok`` command (`audiotok.cli`)."""
+    from codec.pipeline.reader import default_jobs
 
     p = sub.add_parser(
         "tokenize",
@@ -357,37 +340,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", help="token store folder")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_info)
-
-    _register_plugins(sub)
-    return parser
-
-
-def _register_plugins(subparsers: Any) -> None:
-    """Let optional packages add subcommand groups; a missing one is skipped, a broken one raises."""
-    for name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            parts = name.split(".")
-            if e.name in {".".join(parts[: i + 1]) for i in range(len(parts))}:
-                continue  # the plugin (or its package) is not installed
-            raise
-        module.register(subparsers)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``audiotok`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UsageError as e:
-        print(f"audiotok: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("audiotok: interrupted; re-run the same command to resume.", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@
 1. ``None`` or ``"default"``: the codec shipped in the repo, ``codec/weights/default``.
 2. a bare name of another folder in ``codec/weights/`` (what `list_codecs` returns).
 3. a local folder whose ``config.json`` has ``"format": "audiotok-codec"``: our codec
-   (``codec.model.AudiotokCodec``, imported only then, so the adapters work without it).
+   (``codec.nn.model.AudiotokCodec``, imported only then, so the adapters work without it).
 4. a local folder written by HF ``save_pretrained`` whose ``model_type`` is encodec, dac or mimi: the
    pretrained adapters of codec/pretrained.py.
 5. a hub id such as ``"facebook/encodec_24khz"``: the adapters again, through ``from_pretrained``; this is
@@ -115,7 +115,7 @@ def _load_folder(path: Path, device: str) -> Codec:
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} is not a JSON object; re-save the codec.")
     if config.get("format") == AUDIOTOK_FORMAT:
-        from codec.model import AudiotokCodec  # lazy: the adapters must not need our model code
+        from codec.nn.model import AudiotokCodec  # lazy: the adapters must not need our model code
 
         return AudiotokCodec.from_pretrained(path, device=device)
     if config.get("model_type") in HF_MODEL_TYPES:

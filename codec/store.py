@@ -458,3 +458,22 @@ class TokenStore:
             f"TokenStore({str(self.path)!r}, items={len(self)}, codec_id={self.meta.codec_id!r}, "
             f"K={self.meta.num_codebooks}, mode={self.mode!r})"
         )
+
+
+def store_items_equal(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """Differences between two stores item for item (ids, sources, hashes, frames, codes); [] if equal."""
+    problems: list[str] = []
+    with TokenStore.open(a) as sa, TokenStore.open(b) as sb:
+        ids_a, ids_b = set(sa.ids()), set(sb.ids())
+        if ids_a != ids_b:
+            problems.append(
+                f"ids differ: only in {a}: {sorted(ids_a - ids_b)[:5]}, only in {b}: {sorted(ids_b - ids_a)[:5]}"
+            )
+        for item_id in sorted(ids_a & ids_b):
+            ra, rb = sa.row(item_id), sb.row(item_id)
+            for key in ("sha256", "relpath", "frames", "channel"):
+                if ra.get(key) != rb.get(key):
+                    problems.append(f"{item_id}: {key} {ra.get(key)!r} != {rb.get(key)!r}")
+            if not np.array_equal(sa.read(item_id), sb.read(item_id)):
+                problems.append(f"{item_id}: codes differ")
+    return problems

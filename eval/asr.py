@@ -193,7 +193,7 @@ def manifest_texts(ref: str | os.PathLike) -> dict[str, str]:
     manifest = ref / "manifest.jsonl" if ref.is_dir() else ref
     if not (manifest.is_file() and manifest.suffix == ".jsonl"):
         return {}
-    from codec.corpus import read_manifest
+    from codec.data.corpus import read_manifest
 
     rows = read_manifest(manifest)
     clips = Counter(row["source_id"] for row in rows if row.get("source_id"))

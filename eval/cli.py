@@ -138,7 +138,8 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
     """Run ``audiotok eval codec``; exit status 1 when some item failed, 2 for usage errors."""
     from codec.cli import UsageError, load_codec
     from eval.baselines import parse_baselines
-    from eval.codec_eval import collect_items, evaluate_codec
+    from eval.codec_eval import evaluate_codec
+    from eval.codec_items import collect_items
 
     split = None if args.split == "all" else args.split
     try:

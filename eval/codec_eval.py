@@ -24,16 +24,13 @@ at another rate sees 16 kHz-band-limited input, and its output is resampled back
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,204 +38,16 @@ import torch
 from codec.tokens import Codec, resample
 from eval.asr import Transcriber, WordErrors, corpus_wer, normalize_text, word_errors
 from eval.baselines import Baseline, BaselineUnavailableError, unavailable_reason
+from eval.codec_report import CodecReport, ItemResult, summarize
 from eval.metrics import (
-    HIGHER_IS_BETTER,
     KINDS,
-    METRIC_NAMES,
     METRIC_SR,
-    OPTIONAL_METRICS,
-    Metrics,
     compute_metrics,
     metric_implementations,
 )
 from eval.visqol import VisqolScorer
 
 EVAL_SR = METRIC_SR
-REPORT_FORMAT = "audiotok-codec-eval/1"
-
-
-@dataclass
-class ItemResult:
-    """Scores of one reference item through one system setting."""
-
-    path: str
-    kind: str
-    system: str  # the codec's id or the baseline's name
-    setting: str  # "K=6" for the codec, the baseline's name for a baseline
-    seconds: float
-    nominal_bps: float
-    measured_bps: float
-    encode_seconds: float
-    decode_seconds: float
-    metrics: Metrics
-    wer: WordErrors | None = None  # speech with a transcriber only
-
-
-@dataclass
-class SummaryRow:
-    """Aggregate over the items of one kind through one system setting.
-
-    metrics: name -> {"mean", "median", "n"} over items where the metric is defined (n counts them).
-    encode_x_realtime / decode_x_realtime: total audio seconds / total wall seconds.
-    """
-
-    system: str
-    setting: str
-    kind: str
-    num_items: int
-    nominal_bps: float
-    measured_bps: float
-    metrics: dict[str, dict[str, float | int | None]]
-    encode_x_realtime: float
-    decode_x_realtime: float
-    wer: dict[str, float | int | None] | None = None  # {"wer", "errors", "words", "items"} with a transcriber
-
-
-@dataclass
-class CodecReport:
-    """What `evaluate_codec` found; `to_json` / `to_markdown` write it."""
-
-    meta: dict
-    items: list[ItemResult] = field(default_factory=list)
-    summary: list[SummaryRow] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return _json_safe(
-            {
-                "format": REPORT_FORMAT,
-                "meta": self.meta,
-                "summary": [asdict(r) for r in self.summary],
-                "items": [asdict(r) for r in self.items],
-                "failures": self.failures,
-            }
-        )
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The report as JSON text (NaN written as null); also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
-        return text
-
-    def to_markdown(self) -> str:
-        """One table per kind, rows ordered by measured bitrate; arrows say which way is better."""
-        meta = self.meta
-        # The source names the set, so scores of one codec on two sets get two sections.
-        scored_on = f" on {meta['source']}" if meta.get("source") else ""
-        if scored_on and meta.get("split"):
-            scored_on += f" ({meta['split']})"
-        lines = [
-            f"## Codec evaluation: {meta['codec']['codec_id']}{scored_on}",
-            "",
-            f"Split: {meta.get('split') or 'n/a'}; source: `{meta.get('source') or 'n/a'}`; "
-            f"scored at {meta['eval_sample_rate']} Hz. Metric implementations: "
-            + "; ".join(f"{k}: {v}" for k, v in meta["metric_implementations"].items())
-            + ".",
-            "",
-        ]
-        headers = ["system", "setting", "kbps (nominal)", "kbps (measured)", "n"]
-        # an optional metric (ViSQOL) gets a column only where some row has it
-        shown = [
-            m
-            for m in METRIC_NAMES
-            if m not in OPTIONAL_METRICS or any(r.metrics[m]["n"] for r in self.summary)
-        ]
-        for name in shown:
-            headers.append(f"{name} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
-        with_wer = any(r.wer for r in self.summary)
-        if with_wer:
-            headers += ["WER % ↓", "capped WER % ↓"]
-        headers += ["encode ×RT", "decode ×RT"]
-        for kind in [k for k in KINDS if any(r.kind == k for r in self.summary)]:
-            rows = sorted(
-                (r for r in self.summary if r.kind == kind), key=lambda r: (r.measured_bps, r.system)
-            )
-            lines += [
-                f"### {kind} ({rows[0].num_items} items)",
-                "",
-                "| " + " | ".join(headers) + " |",
-                "|" + "---|" * len(headers),
-            ]
-            for r in rows:
-                cells = [
-                    r.system,
-                    r.setting,
-                    f"{r.nominal_bps / 1000:.2f}",
-                    f"{r.measured_bps / 1000:.2f}",
-                    str(r.num_items),
-                ]
-                for name in shown:
-                    cells.append(_format_stat(r.metrics[name], r.num_items))
-                if with_wer:
-                    cells.append(_format_wer(r.wer, r.num_items))
-                    cells.append(_format_wer(r.wer, r.num_items, "capped_wer", loops=True))
-                cells += [f"{r.encode_x_realtime:.1f}", f"{r.decode_x_realtime:.1f}"]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
-        lines.append(
-            "Cells are mean (median); a `[n]` suffix counts the items where the metric was defined "
-            "when it is fewer than all. ×RT: seconds of audio per wall-clock second."
-        )
-        if meta.get("asr"):
-            asr = meta["asr"]
-            original = asr.get("original_wer")
-            lines += [
-                "",
-                f"WER: {asr['implementation']}. Corpus WER (errors / reference words) over the speech items "
-                "(capped: each item's errors at most its word count; loops: items with more insertions than "
-                "words, where the recogniser repeats itself) "
-                f"with words: {asr['text_references']} against the manifest's text, "
-                f"{asr['transcript_references']} against the recogniser's transcript of the original"
-                + (
-                    f"; the originals themselves score {100 * original:.1f}% against the manifest's text"
-                    if original is not None
-                    else ""
-                )
-                + (
-                    f"; {asr['no_words']} item(s) without recognisable words left out"
-                    if asr["no_words"]
-                    else ""
-                )
-                + ".",
-            ]
-        if self.failures:
-            lines += [
-                "",
-                f"{len(self.failures)} failure(s): "
-                + "; ".join(f"{f['path']} ({f['system']}): {f['error']}" for f in self.failures[:10]),
-            ]
-        if meta.get("skipped_baselines"):
-            lines += [
-                "",
-                "Skipped baselines: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped_baselines"].items()),
-            ]
-        return "\n".join(lines) + "\n"
-
-
-def _format_stat(stat: dict, num_items: int) -> str:
-    if stat["mean"] is None:
-        return "n/a"
-    text = f"{stat['mean']:.3f} ({stat['median']:.3f})"
-    return text if stat["n"] == num_items else f"{text} [{stat['n']}]"
-
-
-def _format_wer(wer: dict | None, num_items: int, key: str = "wer", loops: bool = False) -> str:
-    if not wer or wer[key] is None:
-        return "n/a"
-    text = f"{100 * wer[key]:.1f}" + (f" ({wer['loops']} loops)" if loops and wer["loops"] else "")
-    return text if wer["items"] == num_items else f"{text} [{wer['items']}]"
-
-
-def _json_safe(value):
-    """NaN and inf become None so the JSON is standard."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _load(path: Path) -> torch.Tensor:
@@ -294,57 +103,6 @@ def _baseline_meta(baselines: Sequence[Baseline]) -> dict[str, str]:
             "codec2 " + _tool_version(["dpkg-query", "-W", "-f=${Version}", "codec2"]) + " (8 kHz)"
         )
     return meta
-
-
-def _summarize(items: list[ItemResult]) -> list[SummaryRow]:
-    groups: dict[tuple[str, str, str], list[ItemResult]] = {}
-    for r in items:
-        groups.setdefault((r.system, r.setting, r.kind), []).append(r)
-    rows = []
-    for (system, setting, kind), group in groups.items():
-        seconds = sum(r.seconds for r in group)
-        stats = {}
-        for name in METRIC_NAMES:
-            vals = [
-                v for v in (getattr(r.metrics, name) for r in group) if v is not None and math.isfinite(v)
-            ]
-            stats[name] = {
-                "mean": statistics.fmean(vals) if vals else None,
-                "median": statistics.median(vals) if vals else None,
-                "n": len(vals),
-            }
-        rows.append(
-            SummaryRow(
-                system=system,
-                setting=setting,
-                kind=kind,
-                num_items=len(group),
-                nominal_bps=group[0].nominal_bps,
-                measured_bps=sum(r.measured_bps * r.seconds for r in group) / seconds,
-                metrics=stats,
-                encode_x_realtime=seconds / max(sum(r.encode_seconds for r in group), 1e-9),
-                decode_x_realtime=seconds / max(sum(r.decode_seconds for r in group), 1e-9),
-                wer=_wer_stats(group),
-            )
-        )
-    return rows
-
-
-def _wer_stats(group: list[ItemResult]) -> dict | None:
-    scored = [r.wer for r in group if r.wer is not None]
-    if not scored:
-        return None
-    words = sum(e.words for e in scored)
-    return {
-        "wer": corpus_wer(scored),
-        # each item's errors capped at its word count: one Whisper repetition loop (hundreds of
-        # insertions on one item) cannot outweigh the rest of the set
-        "capped_wer": sum(min(e.errors, e.words) for e in scored) / words,
-        "loops": sum(e.insertions > e.words for e in scored),  # items with more insertions than words
-        "errors": sum(e.errors for e in scored),
-        "words": words,
-        "items": len(scored),
-    }
 
 
 def _score_words(
@@ -488,106 +246,7 @@ def evaluate_codec(
                     wer=_score_words(transcriber, reference_text, result.wav),
                 )
             )
-    report.summary = _summarize(report.items)
+    report.summary = summarize(report.items)
     if transcriber is not None:
         meta["asr"].update(asr_meta, original_wer=corpus_wer(original_errors))
     return report
-
-
-def collect_items(
-    ref: str | os.PathLike,
-    kind: str = "auto",
-    split: str | None = "test",
-    limit: int | None = None,
-    sources: list[str] | None = None,
-    languages: list[str] | None = None,
-) -> list[tuple[Path, str]]:
-    """Reference items from a corpus (a folder with manifest.jsonl, or the manifest itself) or a folder of audio.
-
-    Manifest rows are ``{"path", "kind", "split", ...}`` with paths relative to the manifest's folder;
-    rows of another ``split`` are left out (``split=None`` keeps all), and ``kind`` other than "auto" keeps
-    only rows of that kind; ``sources`` keeps only rows whose ``source`` (the package) is one of them, e.g. the
-    recorded music of ``0ad-data`` apart from the rendered MIDI; ``languages`` keeps only rows whose
-    ``language`` is one of them or a variant of one ("en" keeps "en", "en-us" and "en_GB"). In a plain folder, ``kind`` gives every file's kind; "auto" takes it from a
-    folder named speech, music or sfx on the file's path and otherwise assumes speech.
-    limit: at most this many items per kind, evenly spaced through the sorted list (deterministic).
-    """
-    from codec.audio import iter_audio_files
-
-    if kind != "auto" and kind not in KINDS:
-        raise ValueError(f"kind must be 'auto' or one of {KINDS}, got {kind!r}")
-    ref = Path(ref)
-    manifest = ref / "manifest.jsonl" if ref.is_dir() else ref
-    items: list[tuple[Path, str]] = []
-    if manifest.is_file() and manifest.suffix == ".jsonl":
-        for line_no, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row_path, row_kind, row_split = row["path"], row["kind"], row.get("split")
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(
-                    f"{manifest}:{line_no}: not a manifest row with path and kind ({e}); "
-                    "rebuild the corpus with `audiotok data build`."
-                ) from None
-            if split is not None and row_split != split:
-                continue
-            if kind != "auto" and row_kind != kind:
-                continue
-            if sources is not None and row.get("source") not in sources:
-                continue
-            if languages is not None and not _language_matches(row.get("language"), languages):
-                continue
-            if row_kind not in KINDS:
-                raise ValueError(f"{manifest}:{line_no}: kind {row_kind!r} is not one of {KINDS}.")
-            items.append((manifest.parent / row_path, row_kind))
-        if not items:
-            raise ValueError(
-                f"{manifest}: no rows with split {split!r}"
-                + (f" and kind {kind!r}" if kind != "auto" else "")
-                + (f" and source in {sources}" if sources is not None else "")
-                + (f" and language in {languages}" if languages is not None else "")
-                + "; check --split / --kind / --source / --language."
-            )
-    elif sources is not None or languages is not None:
-        raise ValueError(
-            f"{ref}: a source or language filter needs a corpus manifest (its rows name their source and "
-            "language)."
-        )
-    elif ref.is_dir():
-        for path in iter_audio_files([str(ref)]):
-            if kind != "auto":
-                items.append((path, kind))
-                continue
-            parts = set(path.relative_to(ref).parts[:-1])
-            found = [k for k in KINDS if k in parts]
-            items.append((path, found[0] if found else "speech"))
-    else:
-        raise ValueError(f"{ref}: is neither a folder of audio nor a manifest.jsonl; pass one of those.")
-    items.sort(key=lambda it: str(it[0]))
-    if limit is not None:
-        items = _limit_per_kind(items, limit)
-    return items
-
-
-def _language_matches(language: str | None, wanted: list[str]) -> bool:
-    """ "en" matches "en", "en-us" and "en_GB" (case-insensitive), not "eng" or "ena"."""
-    if not language:
-        return False
-    language = language.lower()
-    for w in (w.lower() for w in wanted):
-        if language == w or (language.startswith(w) and language[len(w)] in "-_"):
-            return True
-    return False
-
-
-def _limit_per_kind(items: list[tuple[Path, str]], limit: int) -> list[tuple[Path, str]]:
-    out = []
-    for kind in KINDS:
-        group = [it for it in items if it[1] == kind]
-        if len(group) > limit:
-            step = len(group) / limit
-            group = [group[int(i * step)] for i in range(limit)]
-        out += group
-    return out

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from codec.corpus_sources import FILLETS  # the corpus trains on the cs/en dubs of the same game
+from codec.data.sources import FILLETS  # the corpus trains on the cs/en dubs of the same game
 
 
 def natural_key(path: Path) -> list:
@@ -173,7 +173,7 @@ def build_unseen(
     below (``background_source``: its recordings folder, if not where Debian installs it).
     """
     from codec.audio import AudioError, load_audio, sha256_file
-    from codec.corpus_decode import band_limit, mix_at_snr
+    from codec.data.decode import band_limit, mix_at_snr
 
     if bandlimit is not None and not 0 < bandlimit < sample_rate:
         raise ValueError(f"bandlimit must be a rate below {sample_rate} Hz, got {bandlimit}")

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Fine-tune the shipped codec on a GPU machine inside a wall-time budget; results land in $OUT.
+# Fine-tune the codec in codec/weights/default on a GPU machine inside a wall-time budget; results land in $OUT.
 #
-#   OUT=runs/gpu-out TRAIN_SECONDS=420 scripts/gpu_finetune.sh
+#   OUT=runs/gpu-out TRAIN_SECONDS=400 scripts/gpu_finetune.sh
+#
+# CONFIG defaults to stage 2 of the shipped weights' recipe (configs/codec/recipe/02-gpu-finetune.yaml), which
+# starts from the stage-1 weights (an 8-block decoder); to fine-tune today's weights, pass a config of their shape.
 #
 # 1. A speed probe (PROBE_STEPS steps of the real configuration, adversarial from the first step if it
 #    has discriminators, so a discriminator warm-up does not make steps look cheap) measures seconds per step.
@@ -16,7 +19,7 @@ set -euo pipefail
 OUT=${OUT:-runs/gpu-out}
 TRAIN_SECONDS=${TRAIN_SECONDS:-420}
 PROBE_STEPS=${PROBE_STEPS:-20}
-CONFIG=${CONFIG:-configs/codec/gpu-finetune.yaml}
+CONFIG=${CONFIG:-configs/codec/recipe/02-gpu-finetune.yaml}
 DATA=${DATA:-.gpu/pack}
 RUN=${RUN:-/tmp/codec-gpu}
 EXTRA=${EXTRA:-}
@@ -40,7 +43,7 @@ echo "schedule: $STEPS steps in about $TRAIN_SECONDS s (backstop $LIMIT min)" | 
 if ! python3 -m codec.train --config "$CONFIG" --data "$DATA" --out "$RUN" --steps "$STEPS" --time-limit "$LIMIT" $EXTRA 2>&1 | tee -a "$OUT/train.log"; then
   # Keep what the run made before it broke: its newest checkpoint (every train.ckpt_every steps).
   echo "training failed: exporting its newest checkpoint" | tee -a "$OUT/train.log"
-  python3 -m codec.export "$RUN" --out "$RUN/export" 2>&1 | tee -a "$OUT/train.log"
+  python3 -m codec.train.export "$RUN" --out "$RUN/export" 2>&1 | tee -a "$OUT/train.log"
 fi
 cp "$RUN/export/model.safetensors" "$RUN/export/config.json" "$RUN/history.jsonl" "$OUT/"
 # Files over 16 MiB do not come back from the machine: split the weights, rejoin with
@@ -51,7 +54,7 @@ if [ "$(stat -c %s "$OUT/model.safetensors")" -gt 16000000 ]; then
 fi
 python3 -c "
 import sys
-from codec.export import export_discriminator
+from codec.train.export import export_discriminator
 print('saved the discriminators to', export_discriminator(sys.argv[1], sys.argv[2]))" "$RUN" "$OUT/disc.safetensors"
 # CUDA correctness and speed of the result (not fatal: the weights above are what matters).
 python3 bench/codec_cuda.py --codec "$RUN/export" --json "$OUT/cuda_check.json" >/dev/null 2>>"$OUT/train.log" || echo "cuda check failed"

@@ -18,7 +18,7 @@ if [ -z "$old" ]; then
   cp codec/weights/default/config.json codec/weights/default/model.safetensors "$old"/
 fi
 if [ -d "$run/checkpoints" ]; then
-  $PY -m codec.export "$run" --out "$run/export"
+  $PY -m codec.train.export "$run" --out "$run/export"
   new=$run/export
 else
   new=$run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.codec_envelope import equalise, smooth
-from codec.losses import BandEnvelopeLoss
+from codec.train.losses import BandEnvelopeLoss
 
 
 def test_equalise_undoes_a_gain_and_a_tilt_but_not_a_change_of_waveform():

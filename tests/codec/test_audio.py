@@ -21,11 +21,10 @@ from codec.audio import (
     NotAudioError,
     SampleRateError,
     iter_audio_blocks,
-    iter_audio_files,
     load_audio,
-    scan_inputs,
     sha256_file,
 )
+from codec.pipeline.inputs import iter_audio_files, scan_inputs
 
 
 def _wav_header(path, sample_rate: int, channels: int, num_frames: int = 100, bits: int = 16) -> None:
@@ -269,7 +268,7 @@ def test_folder_named_like_audio_is_reported_not_searched(tmp_path, write_tone):
 
 
 def test_list_files(tmp_path, write_tone):
-    from codec.audio import InputListError, read_input_list
+    from codec.pipeline.inputs import InputListError, read_input_list
 
     write_tone(tmp_path / "d" / "a.wav")
     write_tone(tmp_path / "d" / "sub" / "b.flac")

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import audiotok.cli as audiotok_cli
 import codec.cli as cli
 from codec.store import TokenStore
 from codec.tokens import PAD_CODE, AudioTokens, as_batch, resample
@@ -89,7 +90,7 @@ def fake_codec(monkeypatch) -> FramewiseCodec:
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = cli.main(args)
+    code = audiotok_cli.main(args)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -220,7 +221,7 @@ def test_info_on_a_non_store_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("command", [[], ["tokenize"], ["decode"], ["info"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main([*command, "--help"])
+        audiotok_cli.main([*command, "--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and "usage: audiotok" in out
     if command == ["tokenize"]:
@@ -229,13 +230,13 @@ def test_help(command, capsys):
 
 def test_missing_subcommand_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main([])
+        audiotok_cli.main([])
     assert info.value.code == 2
 
 
 def test_module_entry_point_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "codec.cli", "info", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "audiotok", "info", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "--json" in result.stdout
 
@@ -251,12 +252,12 @@ def test_plugin_hook_skips_missing_but_raises_broken(tmp_path, monkeypatch, caps
     (tmp_path / "broken_plugin_t.py").write_text("import dependency_that_is_not_installed_t\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(
-        cli, "PLUGIN_MODULES", ("codec.no_such_plugin", "no_such_package.cli", "good_plugin_t")
+        audiotok_cli, "COMMAND_MODULES", ("codec.no_such_plugin", "no_such_package.cli", "good_plugin_t")
     )
     assert _run(["hello"], capsys)[:2] == (0, "hello\n")  # missing plugins skipped, present one registered
-    monkeypatch.setattr(cli, "PLUGIN_MODULES", ("broken_plugin_t",))
+    monkeypatch.setattr(audiotok_cli, "COMMAND_MODULES", ("broken_plugin_t",))
     with pytest.raises(ModuleNotFoundError, match="dependency_that_is_not_installed_t"):
-        cli._register_plugins(argparse.ArgumentParser().add_subparsers())
+        audiotok_cli.register_commands(argparse.ArgumentParser().add_subparsers())
 
 
 def test_encodec_folder_as_codec(tmp_path, mixed_audio_folder, capsys):

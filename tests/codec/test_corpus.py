@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from codec import corpus
-from codec.corpus import SAMPLE_RATE
-from codec.corpus_decode import run_tool
-from codec.corpus_sources import stages
+from codec.data import corpus, decode, sources
+from codec.data.corpus import SAMPLE_RATE
+from codec.data.decode import run_tool
+from codec.data.sources import stages
 
 
 def _tone(seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -80,7 +80,7 @@ def test_wav_round_trip_and_resample(tmp_path):
     corpus.write_wav(tmp_path / "a.wav", wav)
     back, sr = corpus.read_wav(tmp_path / "a.wav")
     assert sr == SAMPLE_RATE and np.max(np.abs(back - wav)) < 1e-4
-    assert corpus.resample_np(np.zeros(48000, np.float32), 48000).size == SAMPLE_RATE
+    assert decode.resample_np(np.zeros(48000, np.float32), 48000).size == SAMPLE_RATE
 
 
 def test_manifest_round_trip_skips_partial_line(tmp_path):
@@ -106,7 +106,7 @@ def test_wad_sound_lump(tmp_path):
     wad = struct.pack("<4sii", b"PWAD", 1, header_size + len(lump)) + lump
     wad += struct.pack("<ii8s", header_size, len(lump), b"DSTEST")
     (tmp_path / "t.wad").write_bytes(wad)
-    wav, rate = corpus.read_wad_sound(str(tmp_path / "t.wad"), "DSTEST")
+    wav, rate = decode.read_wad_sound(str(tmp_path / "t.wad"), "DSTEST")
     assert rate == 11025 and wav.size == pcm.size
     np.testing.assert_allclose(wav, (pcm.astype(np.float32) - 128) / 128)
 
@@ -114,14 +114,16 @@ def test_wad_sound_lump(tmp_path):
 def test_parse_hours_and_cli_registration():
     import argparse
 
-    assert corpus._parse_hours("2") == dict.fromkeys(corpus.KINDS, 2.0)
-    assert corpus._parse_hours("speech=6,sfx=1") == {"speech": 6.0, "sfx": 1.0}
+    from codec.data import cli as data_cli
+
+    assert data_cli._parse_hours("2") == dict.fromkeys(corpus.KINDS, 2.0)
+    assert data_cli._parse_hours("speech=6,sfx=1") == {"speech": 6.0, "sfx": 1.0}
     with pytest.raises(argparse.ArgumentTypeError):
-        corpus._parse_hours("noise=1")
+        data_cli._parse_hours("noise=1")
     parser = argparse.ArgumentParser()
-    corpus.register(parser.add_subparsers(dest="command"))
+    data_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["data", "build", "--out", "x", "--kinds", "speech", "--skip-install"])
-    assert args.func is corpus._run_build and args.skip_install and args.kinds == "speech"
+    assert args.func is data_cli._run_build and args.skip_install and args.kinds == "speech"
 
 
 def test_manifest_lines_are_json(tmp_path):
@@ -142,9 +144,9 @@ def test_per_file_license_from_dep5_copyright():
         "Files: mtg/mods/tnt/sounds/*\n data/sfx/boom.ogg\nCopyright: none\nLicense: CC0-1.0\n\n"
         "Files: debian/*\nCopyright: z\nLicense: MIT\n"
     )
-    paras = corpus.parse_dep5_files(text)
+    paras = sources.parse_dep5_files(text)
     assert paras[2] == (["mtg/mods/tnt/sounds/*", "data/sfx/boom.ogg"], "CC0-1.0")
-    match = corpus.match_file_license
+    match = sources.match_file_license
     assert match(paras, "/usr/share/games/minetest/games/minetest_game/mods/tnt/sounds/a.ogg") == "CC0-1.0"
     assert match(paras, "/usr/share/games/stk/data/sfx/boom.ogg") == "CC0-1.0"
     assert match(paras, "/usr/share/games/stk/data/sfx/other.ogg") == "CC-BY-SA-3.0"
@@ -152,7 +154,7 @@ def test_per_file_license_from_dep5_copyright():
 
 
 def test_fillets_trains_on_czech_and_english_lines_and_keeps_dutch_out(tmp_path):
-    from codec.corpus_sources import fillets_jobs
+    from codec.data.sources import fillets_jobs
 
     for level, language, names in [("lvl", "cs", ["a1", "a2"]), ("lvl", "nl", ["a1"]), ("lvl", "en", ["a1"])]:
         (tmp_path / "sound" / level / language).mkdir(parents=True)
@@ -182,7 +184,7 @@ def test_fillets_trains_on_czech_and_english_lines_and_keeps_dutch_out(tmp_path)
 def test_zip_members_are_jobs_and_decode_from_the_archive(tmp_path):
     import zipfile
 
-    from codec.corpus_sources import _zip_jobs
+    from codec.data.sources import _zip_jobs
 
     archive = tmp_path / "public.zip"
     with zipfile.ZipFile(archive, "w") as z:

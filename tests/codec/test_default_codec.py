@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from codec.audio import load_audio
-from codec.model import AudiotokCodec, default_weights_dir
+from codec.nn.model import AudiotokCodec, default_weights_dir
 from codec.registry import load_codec
 from eval.metrics import mel_distance
 
@@ -63,8 +63,10 @@ def test_quality_improves_with_every_bitrate_step_on_the_valid_split():
     bench/valid_mel.py scores every stage on): 12 codebooks < 6 < 3 < 1."""
     from dataclasses import replace
 
-    from codec.losses import MultiResolutionMelLoss
-    from codec.train import TrainConfig, evaluate, validation_batch
+    from codec.train.batches import validation_batch
+    from codec.train.config import TrainConfig
+    from codec.train.loop import evaluate
+    from codec.train.losses import MultiResolutionMelLoss
 
     model = load_codec("default").model  # its own copy: evaluate() leaves the model in train mode
     segments = validation_batch(model.config, replace(TrainConfig(), data_dir=str(CORPUS)))
@@ -85,16 +87,52 @@ def test_every_codebook_is_used(codec):
 
 def test_recipe_has_one_section_per_stage_and_the_shipped_totals():
     """RECIPE.md says how the shipped weights were made: stage 1 at the top, then one section per later
-    stage in order (none repeated), the last naming these weights and the trained_steps of config.json."""
+    stage in order (none repeated), the last naming these weights; its summary and config.json's
+    provenance agree on the stage count and trained_steps."""
     import json
     import re
 
     folder = default_weights_dir()
     config = json.loads((folder / "config.json").read_text())
+    provenance = config["provenance"]
     recipe = (folder / "RECIPE.md").read_text()
     stages = [int(n) for n in re.findall(r"^## Stage (\d+):", recipe, flags=re.M)]
-    assert stages == list(range(2, len(config["stages"]) + 1))
+    assert stages == list(range(2, provenance["stages"] + 1))
     last = recipe[recipe.rindex("## Stage ") :]
     assert load_codec("default").codec_id in last.splitlines()[0]
+    summary = recipe.splitlines()[2]
+    assert f"{provenance['stages']} training stages, {provenance['trained_steps']:,} steps in all" in summary
     totals = re.findall(r"`trained_steps` \((\d+) in all\)", last)
-    assert totals == [str(config["trained_steps"])]
+    assert totals == [str(provenance["trained_steps"])]
+
+
+def test_codes_and_decoded_audio_equal_those_recorded_before_the_layout_change(codec):
+    """tests/codec/data/default_codes.safetensors holds the shipped codec's codes of the bundled clips
+    and the 20 ms RMS envelope of their decoding, recorded with the tree before codec/ was split into
+    subpackages (commit dbd5db5): moving code must not move a single code."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(__file__).parent / "data" / "default_codes.safetensors"
+    with safe_open(str(path), framework="np") as f:
+        meta = json.loads(f.metadata()["about"])
+        recorded = {key: f.get_tensor(key) for key in f.keys()}
+    assert codec.codec_id == meta["codec_id"]
+    for name in ("speech", "music", "sfx"):
+        audio = load_audio(ROOT / "examples" / f"{name}.wav", target_sr=codec.sample_rate)
+        with torch.inference_mode():
+            tokens = codec.encode(audio.wav[None], codec.sample_rate)
+            wav = codec.decode(tokens)[0, 0]
+        codes = tokens.item(0).numpy()
+        expected = recorded[f"{name}.codes"]
+        assert codes.shape == expected.shape, name
+        changed = float((codes != expected).mean())
+        assert changed == 0.0, f"{name}: {100 * changed:.2f}% of the codes differ from the recording"
+        hop = codec.sample_rate // 50
+        n = wav.shape[-1] // hop
+        rms = wav[: n * hop].reshape(n, hop).pow(2).mean(dim=1).sqrt().numpy()
+        assert wav.shape[-1] == meta["clips"][name]["decoded_samples"]
+        assert abs(rms - recorded[f"{name}.rms"]).max() <= 1e-4 * max(1e-3, recorded[f"{name}.rms"].max()), (
+            name
+        )

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 from tiny import tiny_config
 
-from codec.losses import MultiResolutionDiscriminator
-from codec.model import AudiotokCodec, CodecConfig, CodecModel, ISTFTHead, StreamingEncoder
+from codec.nn.model import AudiotokCodec, CodecConfig, CodecModel, ISTFTHead, StreamingEncoder
 from codec.tokens import PAD_CODE, AudioTokens
-from codec.train import initial_weights, load_config, quantizer_dropout_odds
+from codec.train.config import load_config
+from codec.train.losses import MultiResolutionDiscriminator
+from codec.train.stages import initial_weights, quantizer_dropout_odds
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "codec").rglob("*.yaml"))
+RECIPE = sorted((ROOT / "configs" / "codec" / "recipe").glob("*.yaml"))
+SHIPPED_MODEL = CodecConfig.from_dict(
+    json.loads((ROOT / "codec" / "weights" / "default" / "config.json").read_text())["model"]
+)
 
 
 def tiny_codec(seed: int = 0, chunk_seconds: float = 30.0, **overrides) -> AudiotokCodec:
@@ -171,12 +178,28 @@ def test_every_codec_config_builds(path):
     )
     for logits, features in disc(torch.zeros(2, model_cfg.sample_rate // 4)):
         assert logits.shape[0] == 2 and len(features) >= 4
-    # A fine-tuning config must match the export it starts from; those under history/ made past stages
-    # from the default as it was then (its RECIPE names the commit), so today's default may differ.
-    if train_cfg.init_from and "history" not in path.relative_to(ROOT / "configs").parts:
+    # A fine-tuning config must match the export it starts from. The recipe's stages start from the
+    # default as it was before them (the next test checks that chain); the stages of today's shape load
+    # today's weights.
+    in_recipe = "recipe" in path.relative_to(ROOT / "configs").parts
+    if train_cfg.init_from and (not in_recipe or model_cfg == SHIPPED_MODEL):
         model.load_state_dict(
             initial_weights(ROOT / train_cfg.init_from, model_cfg, grow=train_cfg.init_grow)
         )
+
+
+def test_the_recipe_chains_from_the_default_config_to_the_shipped_weights():
+    """configs/codec/recipe/NN-*.yaml, in order, each start from the stage before (the default export as
+    it then was) and change the model only where they grow it; the last one's model is the shipped one."""
+    model_before, _ = load_config(ROOT / "configs" / "codec" / "default.yaml")
+    assert [p.name[:2] for p in RECIPE] == [f"{n:02d}" for n in range(2, 2 + len(RECIPE))]
+    for path in RECIPE:
+        model_cfg, train_cfg = load_config(path)
+        assert train_cfg.init_from == "codec/weights/default", path.name
+        changed = {k for k in asdict(model_cfg) if getattr(model_cfg, k) != getattr(model_before, k)}
+        assert changed <= ({"encoder_layers", "decoder_layers"} if train_cfg.init_grow else set()), path.name
+        model_before = model_cfg
+    assert model_before == SHIPPED_MODEL
 
 
 def test_unknown_config_keys_are_an_error(tmp_path):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec.audio import load_audio, scan_inputs, sha256_file
-from codec.reader import ReadOptions, prepare, read_ahead
+from codec.audio import load_audio, sha256_file
+from codec.pipeline.inputs import scan_inputs
+from codec.pipeline.reader import ReadOptions, prepare, read_ahead
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_stopping_early_shuts_the_threads_down(folder):
 
 
 def test_prepare_never_raises(tmp_path):
-    from codec.audio import InputFile
+    from codec.pipeline.inputs import InputFile
 
     missing = prepare(InputFile(tmp_path / "missing.wav", "missing.wav"), ReadOptions(16000))
     assert "missing.wav" in missing.error and missing.wav is None
@@ -79,7 +80,7 @@ def test_prepare_never_raises(tmp_path):
 def test_readers_do_not_import_torch(folder):
     """Reader threads never enter torch's thread pool: reading, mixing and resampling are numpy and soxr."""
     code = (
-        "import sys; from codec.audio import read_audio; import codec.reader; "
+        "import sys; from codec.audio import read_audio; import codec.pipeline.reader; "
         f"wav, sr = read_audio({str(folder / 'a.wav')!r}, 16000); "
         "assert wav.shape[0] == 1 and sr == 22050; "
         "assert 'torch' not in sys.modules, 'torch was imported'"

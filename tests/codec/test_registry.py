@@ -50,7 +50,7 @@ def test_hf_folder_loads_through_the_adapter(models):
 
 
 def test_audiotok_folder_goes_to_our_codec(tmp_path, monkeypatch):
-    model = pytest.importorskip("codec.model")
+    model = pytest.importorskip("codec.nn.model")
     calls = []
 
     def fake_from_pretrained(path, device="cpu"):
@@ -64,7 +64,7 @@ def test_audiotok_folder_goes_to_our_codec(tmp_path, monkeypatch):
 
 
 def test_default_and_shipped_names(weights_dir, monkeypatch, models):
-    model = pytest.importorskip("codec.model")
+    model = pytest.importorskip("codec.nn.model")
     monkeypatch.setattr(model.AudiotokCodec, "from_pretrained", staticmethod(lambda path, device="cpu": path))
     (weights_dir / "default").mkdir()
     (weights_dir / "default" / "config.json").write_text(json.dumps({"format": "audiotok-codec"}))

@@ -17,20 +17,20 @@ import torch
 from bad_inputs import make_corpus
 from tiny import tiny_config
 
-import codec.cli as cli
-import codec.tokenize as tokenize_module
-from codec.audio import StreamResampler, iter_audio_blocks, load_audio, resample_audio, scan_inputs
-from codec.model import AudiotokCodec, CodecModel
-from codec.store import TokenStore
-from codec.tokenize import (
+import audiotok.cli as audiotok_cli
+import codec.pipeline.tokenize as tokenize_module
+from codec.audio import StreamResampler, iter_audio_blocks, load_audio, resample_audio
+from codec.nn.model import AudiotokCodec, CodecModel
+from codec.pipeline.inputs import scan_inputs
+from codec.pipeline.tokenize import (
     ChunkedStreamEncoder,
     RankContext,
     TokenizeOptions,
     encode_blocks,
-    store_items_equal,
     supports_streaming,
     tokenize,
 )
+from codec.store import TokenStore, store_items_equal
 
 
 def tiny_codec(chunk_seconds: float = 30.0, seed: int = 0, **overrides) -> AudiotokCodec:
@@ -229,7 +229,7 @@ def test_list_files(tmp_path, codec_dir, capsys):
         json.dumps({"path": "f1.wav", "text": "hi"}) + "\n" + json.dumps({"path": "b"}) + "\n"
     )
     store = tmp_path / "s"
-    code = cli.main(
+    code = audiotok_cli.main(
         [
             "tokenize",
             "@" + str(root / "list.txt"),
@@ -248,7 +248,9 @@ def test_list_files(tmp_path, codec_dir, capsys):
     with TokenStore.open(store) as s:
         assert sorted(s.ids()) == ["a/x.wav", "b/x.wav", "f0.wav", "f1.wav"]
     (tmp_path / "bad.jsonl").write_text('{"no_path": 1}\n')
-    code = cli.main(["tokenize", "--from-list", str(tmp_path / "bad.jsonl"), "-o", str(store), "--quiet"])
+    code = audiotok_cli.main(
+        ["tokenize", "--from-list", str(tmp_path / "bad.jsonl"), "-o", str(store), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "bad.jsonl: line 1" in err
 
@@ -259,7 +261,7 @@ def test_bad_input_corpus(tmp_path, codec_dir, capsys):
     assert len(corpus.bad) >= 25, sorted(corpus.bad)
     store = tmp_path / "store"
     args = ["tokenize", str(corpus.root), "-o", str(store), "--codec", str(codec_dir), "--max-seconds", "2.5"]
-    code = cli.main([*args, "--quiet"])
+    code = audiotok_cli.main([*args, "--quiet"])
     _, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert code == 1
@@ -275,14 +277,14 @@ def test_bad_input_corpus(tmp_path, codec_dir, capsys):
         stored = {os.path.basename(r["source"]) for r in s.rows()}
         assert stored == {os.path.basename(os.fsdecode(p)) for p in corpus.good.values()}
         assert all(s.read(i).shape[1] >= 1 for i in s.ids())
-    code = cli.main([*args, "--json"])  # rerun: good files skipped, bad ones fail again
+    code = audiotok_cli.main([*args, "--json"])  # rerun: good files skipped, bad ones fail again
     out, _ = capsys.readouterr()
     summary = json.loads(out)
     assert code == 1 and summary["stored"] == 0 and summary["skipped"] == len(corpus.good)
-    code = cli.main(["info", str(store), "--json"])
+    code = audiotok_cli.main(["info", str(store), "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["items"] == len(corpus.good) and info["failures"] == len(corpus.bad)
-    assert cli.main(["info", str(store)]) == 0
+    assert audiotok_cli.main(["info", str(store)]) == 0
     out = capsys.readouterr().out
     assert "hours" in out and "bits_per_second" in out and "failed: " in out and "more (see" in out
 
@@ -290,17 +292,17 @@ def test_bad_input_corpus(tmp_path, codec_dir, capsys):
 def test_success_exit_status_and_summaries(tmp_path, codec_dir, capsys):
     root = _corpus(tmp_path / "in", n=2)
     store = str(tmp_path / "s")
-    assert cli.main(["tokenize", str(root), "-o", store, "--codec", str(codec_dir), "--quiet"]) == 0
+    assert audiotok_cli.main(["tokenize", str(root), "-o", store, "--codec", str(codec_dir), "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert out == "" and err == ""
-    assert cli.main(["tokenize", str(root), "-o", store, "--codec", str(codec_dir), "--json"]) == 0
+    assert audiotok_cli.main(["tokenize", str(root), "-o", store, "--codec", str(codec_dir), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["stored"] == 0 and summary["skipped"] == 4 and "audio_seconds_per_second" in summary
 
 
 def test_store_to_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
-    from codec.hf_datasets import store_to_dataset
+    from codec.pipeline.hf_datasets import store_to_dataset
 
     files = scan_inputs([str(_corpus(tmp_path / "in", n=2))]).files
     tokenize(files, tmp_path / "s", tiny_codec(), TokenizeOptions(quiet=True))

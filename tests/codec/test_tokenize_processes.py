@@ -19,8 +19,7 @@ import pytest
 import soundfile as sf
 from test_tokenize import signal, tiny_codec
 
-from codec.store import TokenStore
-from codec.tokenize import store_items_equal
+from codec.store import TokenStore, store_items_equal
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -41,7 +40,7 @@ def setup(tmp_path_factory):
 
 def _cmd(root: Path, store: Path) -> list[str]:
     return [
-        sys.executable, "-m", "codec.cli", "tokenize", str(root / "in"), "-o", str(store),
+        sys.executable, "-m", "audiotok", "tokenize", str(root / "in"), "-o", str(store),
         "--codec", str(root / "codec"), "--batch-seconds", "0.4", "--quiet", "--jobs", "2",
     ]  # fmt: skip
 

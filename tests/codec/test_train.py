@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -13,8 +14,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.export import export_discriminator, export_run
-from codec.losses import (
+from codec.nn.model import AudiotokCodec
+from codec.train.batches import BatchPrefetcher, ClipBank, validation_batch
+from codec.train.config import load_config
+from codec.train.export import export_discriminator, export_run
+from codec.train.loop import CodebookHealth, train
+from codec.train.losses import (
     BandEnvelopeLoss,
     MultiResolutionComplexLoss,
     MultiResolutionDiscriminator,
@@ -23,16 +28,7 @@ from codec.losses import (
     MultiResolutionSTFTLoss,
     ReconstructionLoss,
 )
-from codec.model import AudiotokCodec
-from codec.train import (
-    BatchPrefetcher,
-    ClipBank,
-    CodebookHealth,
-    initial_discriminator,
-    load_config,
-    train,
-    validation_batch,
-)
+from codec.train.stages import initial_discriminator
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
 
@@ -212,10 +208,10 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_and_the_command_line_overrides_it(
 ):
     from accelerate.state import AcceleratorState
 
-    from codec.train import main
+    from codec.train.loop import main
 
     corpus, model_cfg, cfg = tiny_setup(tmp_path, steps=2)
-    monkeypatch.setattr("codec.train.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("codec.train.loop.cpu_has_native_bf16", lambda: native)
     train(model_cfg, replace(cfg, mixed_precision="bf16", out_dir=str(tmp_path / "bf16")), max_steps=0)
     assert ("bf16 is emulated" in capsys.readouterr().out) == (not native)
     config = tmp_path / "bf16.yaml"
@@ -401,17 +397,22 @@ def test_fine_tune_starts_from_an_export_and_trains_with_period_discriminators(t
     ).read_bytes()
 
     tuned_export = train(model_cfg, replace(tuned, out_dir=str(tmp_path / "tuned")))
-    # The export records both stages (the start's 3 steps, then these 2), and so does codec.export.
+    # The export records both stages (the start's 3 steps, then these 2), and so does codec.train.export.
     shutil.rmtree(start)  # the record must not depend on init_from still being there
     (tmp_path / "exported").mkdir()
     earlier = "# How these weights were made\n\n## Stage 1: CPU\n\nstage-1 facts\n\n## History\n\nkept\n"
     (tmp_path / "exported" / "RECIPE.md").write_text(earlier)
     for folder in (tuned_export, export_run(tmp_path / "tuned", tmp_path / "exported")):
         meta = json.loads((Path(folder) / "config.json").read_text())
-        assert [s["steps"] for s in meta["stages"]] == [3, 2] and meta["trained_steps"] == 5
-        assert meta["stages"][1]["train"]["lambda_phase"] == 1.0 and "CPU" in meta["stages"][1]["device"]
-    # codec.export files the checkpoint it read under its own stage, not over the codec as a whole.
-    assert meta["stages"][1]["checkpoint"] == "step-0000002.pt" and "checkpoint" not in meta
+        # What loading needs, and a short provenance; the full training config stays in the run folder.
+        assert set(meta) == {"format", "format_version", "name", "model", "provenance"}
+        provenance = meta["provenance"]
+        assert provenance["stages"] == 2 and provenance["trained_steps"] == 5
+        assert provenance["stage"]["steps"] == 2 and "CPU" in provenance["stage"]["device"]
+        assert len(provenance["corpus_sha256"]) == 64 and provenance["commit"]
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["train"]["lambda_phase"] == 1.0
+    # codec.train.export files the checkpoint it read under its own stage.
+    assert provenance["stage"]["checkpoint"] == "step-0000002.pt" and provenance["recipe"] == "RECIPE.md"
     # The export added its stage to the recipe already there, after stage 1 and before the rest.
     recipe = (tmp_path / "exported" / "RECIPE.md").read_text()
     heads = [line for line in recipe.splitlines() if line.startswith("## ")]
@@ -502,8 +503,9 @@ def test_resume_reads_the_runs_corpus_snapshot_not_the_grown_corpus(tmp_path):
     # The export's record is the corpus the run read, not the grown one.
     (corpus / "hours.json").write_text(json.dumps({"speech": {"train": 99.0}}))
     exported = export_run(run, tmp_path / "export")
-    hours = json.loads((exported / "config.json").read_text())["corpus_hours"]
-    assert hours == snapshot["hours"]
+    provenance = json.loads((exported / "config.json").read_text())["provenance"]
+    assert provenance["corpus_hours"] == snapshot["hours"]
+    assert provenance["corpus_sha256"] == hashlib.sha256((run / "corpus.json").read_bytes()).hexdigest()
 
     # A clip the run trained on that has left the corpus: one clear error, the checkpoints untouched.
     manifest.write_text("".join(x + "\n" for x in original.splitlines() if "c0.wav" not in x))
@@ -588,7 +590,7 @@ def test_mixed_segments_carry_the_other_kind_at_the_drawn_ratio(tmp_path):
 
 
 def test_radio_voice_keeps_the_telephone_band_and_clips():
-    from codec.train import radio_voice
+    from codec.train.batches import radio_voice
 
     t = np.arange(16000) / 16000
     low, mid, high = (np.sin(2 * np.pi * f * t).astype(np.float32) for f in (100, 1000, 6000))
@@ -604,7 +606,7 @@ def test_radio_voice_keeps_the_telephone_band_and_clips():
 
 
 def test_radio_voice_pass_band_follows_its_edges():
-    from codec.train import radio_voice
+    from codec.train.batches import radio_voice
 
     t = np.arange(16000) / 16000
 
@@ -641,3 +643,24 @@ def test_radio_band_ranges_are_drawn_per_segment_and_checked(tmp_path):
     ]:
         with pytest.raises(ValueError, match="radio_low_hz|radio_high_hz"):
             ClipBank(corpus, "train", 16000, kinds, radio_prob=1.0, radio_low_hz=low, radio_high_hz=high)
+
+
+def test_exports_of_the_old_format_still_count_their_stages(tmp_path):
+    """Exports and run folders made before ``provenance`` listed every stage in full; a fine-tune from
+    one still counts them."""
+    from codec.train.stages import LINEAGE, prior_provenance, stage_record
+
+    (tmp_path / "old").mkdir()
+    stages = [{"steps": 3, "device": "cpu", "train": {}}, {"steps": 4, "device": "cpu", "train": {}}]
+    (tmp_path / "old" / "config.json").write_text(
+        json.dumps({"model": {}, "trained_steps": 7, "stages": stages})
+    )
+    assert prior_provenance(tmp_path / "old") == {"stages": 2, "trained_steps": 7}
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "config.json").write_text(json.dumps({"model": {}, "trained_steps": 9}))
+    assert prior_provenance(tmp_path / "single") == {"stages": 1, "trained_steps": 9}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LINEAGE).write_text(json.dumps(stages))  # a run started before the change, resumed after it
+    record = stage_record(run, 5, "cpu")["provenance"]
+    assert (record["stages"], record["trained_steps"], record["stage"]["steps"]) == (3, 12, 5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codec.model import CodecConfig
+from codec.nn.model import CodecConfig
 
 
 def tiny_config(**overrides) -> CodecConfig:

@@ -13,7 +13,8 @@ import torch
 
 from codec.audio import load_audio
 from eval.asr import WordErrors, corpus_wer, manifest_texts, normalize_text, word_errors
-from eval.codec_eval import collect_items, evaluate_codec
+from eval.codec_eval import evaluate_codec
+from eval.codec_items import collect_items
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 # three sentences in three of flite's voices (kal speaks at 8 kHz, slt and rms at 16 kHz): 84 words
@@ -186,7 +187,7 @@ def test_shipped_codec_keeps_the_words(spoken_set, transcriber):
 
 @needs_asr
 def test_cli_wer(spoken, tmp_path, monkeypatch, capsys):
-    import codec.cli
+    import audiotok.cli
 
     shutil.copy(spoken, tmp_path / "fox.wav")
     rows = [
@@ -196,19 +197,19 @@ def test_cli_wer(spoken, tmp_path, monkeypatch, capsys):
     corpus = _manifest(tmp_path, rows)
     out = tmp_path / "r.json"
     argv = ["eval", "codec", str(corpus), "--num-codebooks", "12", "--baselines", "none", "--quiet"]
-    rc = codec.cli.main([*argv, "--wer", "--language", "en", "--out", str(out)])
+    rc = audiotok.cli.main([*argv, "--wer", "--language", "en", "--out", str(out)])
     assert rc == 0  # the German row (whose file does not exist) was never loaded
     report = json.loads(out.read_text())
     assert report["meta"]["asr"]["text_references"] == 1
     assert [i["wer"]["words"] for i in report["items"]] == [9]
     # no recogniser weights where they are looked for: one clear usage error
     monkeypatch.setenv("AUDIOTOK_WHISPER_DIR", str(tmp_path / "no-model"))
-    rc = codec.cli.main([*argv, "--wer"])
+    rc = audiotok.cli.main([*argv, "--wer"])
     assert rc == 2 and "'.[asr]'" in capsys.readouterr().err
 
 
 def test_capped_wer_bounds_a_repetition_loop():
-    from eval.codec_eval import ItemResult, _summarize
+    from eval.codec_report import ItemResult, summarize
     from eval.metrics import Metrics
 
     def item(path, ref, hyp):
@@ -216,7 +217,7 @@ def test_capped_wer_bounds_a_repetition_loop():
         return ItemResult(path, "speech", "c", "K=3", 1.0, 1.0, 1.0, 0.1, 0.1, m, wer=word_errors(ref, hyp))
 
     looped = "it is your place " * 20  # 80 words against a 3-word reference
-    row = _summarize(
+    row = summarize(
         [item("a", "talk to me", looped), item("b", "unit under attack now", "unit under attack now")]
     )[0]
     assert row.wer["wer"] == pytest.approx(row.wer["errors"] / 7) and row.wer["wer"] > 10

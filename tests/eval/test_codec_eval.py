@@ -12,7 +12,9 @@ import torch
 
 from codec.tokens import AudioTokens, as_batch, resample
 from eval.baselines import parse_baselines
-from eval.codec_eval import CodecReport, collect_items, evaluate_codec
+from eval.codec_eval import evaluate_codec
+from eval.codec_items import collect_items
+from eval.codec_report import CodecReport
 from eval.metrics import METRIC_NAMES
 
 SR = 16000
@@ -191,11 +193,12 @@ def test_collect_items_folder_and_limits(corpus, tmp_path):
 
 
 def test_cli(corpus, tmp_path, monkeypatch, capsys):
+    import audiotok.cli
     import codec.cli
 
     monkeypatch.setattr(codec.cli, "load_codec", lambda name, device="cpu": MuLawHoldCodec())
     out, md = tmp_path / "r.json", tmp_path / "r.md"
-    rc = codec.cli.main(
+    rc = audiotok.cli.main(
         [
             "eval",
             "codec",
@@ -218,7 +221,7 @@ def test_cli(corpus, tmp_path, monkeypatch, capsys):
     assert data["meta"]["num_codebooks"] == [1, 3] and data["meta"]["baselines"] == []
     assert len(data["items"]) == 2 * 3
     assert "### speech" in md.read_text()
-    rc = codec.cli.main(["eval", "codec", str(corpus), "--num-codebooks", "9", "--baselines", "none"])
+    rc = audiotok.cli.main(["eval", "codec", str(corpus), "--num-codebooks", "9", "--baselines", "none"])
     assert rc == 2 and "out of range" in capsys.readouterr().err
-    rc = codec.cli.main(["eval", "codec", str(corpus), "--baselines", "mp3"])
+    rc = audiotok.cli.main(["eval", "codec", str(corpus), "--baselines", "mp3"])
     assert rc == 2 and "unknown baseline" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval.codec_eval import collect_items
+from eval.codec_items import collect_items
 from eval.unseen import build_unseen
 
 

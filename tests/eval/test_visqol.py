@@ -76,8 +76,8 @@ def test_codec_report_has_a_visqol_column_that_rises_with_bitrate(scorer, tmp_pa
 
 
 def test_cli_without_visqol_python_is_one_usage_error(monkeypatch, capsys):
-    import codec.cli
+    import audiotok.cli
 
     monkeypatch.setitem(sys.modules, "visqol", None)  # import visqol -> ImportError
-    rc = codec.cli.main(["eval", "codec", EXAMPLES, "--baselines", "none", "--visqol", "--quiet"])
+    rc = audiotok.cli.main(["eval", "codec", EXAMPLES, "--baselines", "none", "--visqol", "--quiet"])
     assert rc == 2 and "'.[visqol]'" in capsys.readouterr().err
