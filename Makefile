@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data unseen train-codec bench clean
+.PHONY: setup test lint demo data lm-data unseen train-codec bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[data]'
 	$(BIN)/audiotok data build --out data/corpus
+
+# Token stores of the corpus for the token LM, with the default codec: one per split, and the test split per kind.
+# Rerunning resumes: tokenize skips clips a store already holds. A store with a failed clip fails the target last.
+lm-data: data
+	$(BIN)/python scripts/corpus_lists.py --data data/corpus
+	rc=0; for s in train valid test test-speech test-music test-sfx; do \
+		$(BIN)/audiotok tokenize @data/corpus/lists/$$s.jsonl -o data/tokens/$$s || rc=1; \
+		$(BIN)/audiotok info data/tokens/$$s; done; exit $$rc
 
 # Real voices the corpus never trains on, for the codec's out-of-domain check: single words (Debian
 # ktuberling-data), acted sentences (the Dutch dub of Fish Fillets NG; the corpus has its Czech one) and

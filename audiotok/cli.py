@@ -19,6 +19,7 @@ from typing import Any
 COMMAND_MODULES = (
     "codec.cli",  # tokenize, decode, info
     "codec.data.cli",  # data build
+    "tokenlm.cli",  # lm generate, lm compress, lm decompress
     "eval.cli",  # eval codec
 )
 

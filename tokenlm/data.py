@@ -123,7 +123,7 @@ class TokenData:
                     f"{path} holds {meta.num_codebooks} codebooks of {meta.codebook_size}; the LM needs at "
                     f"least {num_codebooks} of {codebook_size}"
                 )
-        self.codec_id, self.frame_rate = first.codec_id, float(first.frame_rate)
+        self.codec_id, self.frame_rate, self.codec_spec = first.codec_id, float(first.frame_rate), first.codec
         self.train_items: list[Item] = []
         self.heldout_items: list[Item] = []
         self.too_short = 0

@@ -250,7 +250,7 @@ def train(
         cfg.holdout_permille,
     )
     rank, world = accelerator.process_index, accelerator.num_processes
-    meta = {"codec_id": data.codec_id, "frame_rate": data.frame_rate}
+    meta = {"codec_id": data.codec_id, "codec": data.codec_spec, "frame_rate": data.frame_rate}
     torch.manual_seed(cfg.seed)
     lm = TokenLM.build(model_cfg, meta)
     optimizer = torch.optim.AdamW(

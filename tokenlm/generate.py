@@ -1,0 +1,122 @@
+"""Continue codec tokens with a token LM: prefill the prompt, then one step at a time on a preallocated KV cache.
+
+gpt-fast's split (``prefill`` then ``decode_one_token``) over `TokenLM.step`, for every pattern at once:
+the pattern's layout for the whole output (prompt frames + new frames) says, for each cell, whether it
+holds a prompt code (forced), a new code (sampled) or nothing (empty). The steps before the first cell
+to sample run as one prefill; after it, each step feeds the cells just decided. Prompts of different
+lengths share one layout (the longest prompt plus the new frames); a shorter prompt's extra frames are
+sampled and cut off, so every item's output is its prompt plus exactly ``new_frames`` frames.
+
+Sampling: temperature, then top-k, then top-p (nucleus) on each cell's N logits; a seed makes a run
+repeatable (a ``torch.Generator`` of its own, untouched by anything else the process does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenlm.model import TokenLM
+
+FORCED, SAMPLED, EMPTY_CELL = 0, 1, 2
+
+
+@dataclass
+class Sampling:
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = all
+    top_p: float = 1.0
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1, got {self.temperature}, "
+                f"{self.top_k}, {self.top_p}"
+            )
+
+
+def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    """logits ``[..., N]`` -> codes ``[...]``; temperature 0 takes the most likely code."""
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k and sampling.top_k < logits.shape[-1]:
+        kth = logits.topk(sampling.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative - ordered.softmax(-1) > sampling.top_p  # keep the smallest set reaching top_p
+        logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+@torch.no_grad()
+def generate(
+    lm: TokenLM, prompts: list[torch.Tensor], new_frames: int, sampling: Sampling | None = None
+) -> list[torch.Tensor]:
+    """Each prompt ``[K, T_i]`` (T_i may be 0) continued by ``new_frames`` frames -> ``[K, T_i + new_frames]``."""
+    sampling = sampling or Sampling()
+    K, N = lm.config.num_codebooks, lm.config.codebook_size
+    if not prompts:
+        raise ValueError("generate needs at least one prompt (a [K, 0] tensor for none)")
+    for p in prompts:
+        if p.dim() != 2 or p.shape[0] < K:
+            raise ValueError(
+                f"a prompt must be [K, T] codes with at least the LM's {K} codebooks, got {list(p.shape)}"
+            )
+    device = next(lm.parameters()).device
+    B = len(prompts)
+    lengths = torch.tensor([p.shape[1] for p in prompts])
+    T = int(lengths.max()) + new_frames
+    layout = lm.pattern.layout(K, T).to(device)  # (Q, S)
+    Q, S = layout.shape
+    if S + 1 > lm.config.max_steps:
+        frames = max(0, lm.config.max_steps - 1 - (S - T))
+        raise ValueError(f"{T} frames need {S + 1} steps; the LM's context holds {lm.config.max_steps} "
+                         f"({frames} frames here): ask for fewer seconds or a shorter prompt")  # fmt: skip
+    frame = torch.where(layout >= 0, layout % T, -1)  # (Q, S)
+    book = torch.where(layout >= 0, layout // T, -1)
+    # the kind of each item's cells, and the prompt codes laid out
+    kind = torch.full((B, Q, S), EMPTY_CELL, dtype=torch.long, device=device)
+    known = torch.full((B, K, T), N, dtype=torch.long, device=device)  # N = not yet known
+    for i, p in enumerate(prompts):
+        known[i, :, : p.shape[1]] = p[:K].to(device)
+        kind[i] = torch.where(layout < 0, EMPTY_CELL, torch.where(frame < p.shape[1], FORCED, SAMPLED))
+    sequence = torch.full((B, Q, S), N, dtype=torch.long, device=device)
+    forced = kind == FORCED
+    flat_known = known.reshape(B, K * T)
+    sequence[forced] = flat_known.gather(1, layout.clamp(min=0).reshape(1, -1).expand(B, -1)).reshape(
+        B, Q, S
+    )[forced]
+    books = book[None].expand(B, Q, S)
+    generator = None
+    if sampling.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+
+    def inputs(first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input cells of positions first..last (position p holds step p - 1; position 0 is BOS)."""
+        bos_tok = torch.full((B, Q, 1), N + 1, dtype=torch.long, device=device)
+        no_book = torch.full((B, Q, 1), -1, dtype=torch.long, device=device)
+        tok = torch.cat([bos_tok, sequence], dim=2)[..., first : last + 1]
+        bk = torch.cat([no_book, books], dim=2)[..., first : last + 1]
+        target = torch.cat([books, no_book], dim=2)[..., first : last + 1]
+        return tok, bk, target
+
+    cache = lm.new_cache(B, S + 1)
+    first_sampled = (
+        int(torch.nonzero((kind == SAMPLED).any(dim=(0, 1))).min()) if (kind == SAMPLED).any() else S
+    )
+    logits = lm.step(*inputs(0, first_sampled), cache, 0)[..., -1, :]  # prefill: predicts step first_sampled
+    for s in range(first_sampled, S):
+        if s > first_sampled:
+            logits = lm.step(*inputs(s, s), cache, s)[..., -1, :]  # decode: (B, Q, N)
+        drawn = sample(logits, sampling, generator)  # (B, Q)
+        take = kind[:, :, s] == SAMPLED
+        sequence[:, :, s] = torch.where(take, drawn, sequence[:, :, s])
+    codes = lm.pattern.revert(sequence, K, T)  # (B, K, T)
+    return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]
