@@ -98,14 +98,19 @@ def generate(
     if sampling.seed is not None:
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
 
+    # position p holds step p - 1 as input (position 0 is BOS) and predicts step p
+    bos_tok = torch.full((B, Q, 1), N + 1, dtype=torch.long, device=device)
+    no_book = torch.full((B, Q, 1), -1, dtype=torch.long, device=device)
+    tokens_in = torch.cat([bos_tok, sequence], dim=2)  # (B, Q, S + 1), updated as cells are sampled
+    books_in = torch.cat([no_book, books], dim=2)
+    books_out = torch.cat([books, no_book], dim=2)
+
     def inputs(first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Input cells of positions first..last (position p holds step p - 1; position 0 is BOS)."""
-        bos_tok = torch.full((B, Q, 1), N + 1, dtype=torch.long, device=device)
-        no_book = torch.full((B, Q, 1), -1, dtype=torch.long, device=device)
-        tok = torch.cat([bos_tok, sequence], dim=2)[..., first : last + 1]
-        bk = torch.cat([no_book, books], dim=2)[..., first : last + 1]
-        target = torch.cat([books, no_book], dim=2)[..., first : last + 1]
-        return tok, bk, target
+        return (
+            tokens_in[..., first : last + 1],
+            books_in[..., first : last + 1],
+            books_out[..., first : last + 1],
+        )
 
     cache = lm.new_cache(B, S + 1)
     first_sampled = (
@@ -118,5 +123,6 @@ def generate(
         drawn = sample(logits, sampling, generator)  # (B, Q)
         take = kind[:, :, s] == SAMPLED
         sequence[:, :, s] = torch.where(take, drawn, sequence[:, :, s])
+        tokens_in[:, :, s + 1] = sequence[:, :, s]
     codes = lm.pattern.revert(sequence, K, T)  # (B, K, T)
     return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]

@@ -93,3 +93,13 @@ def test_every_tokenlm_config_builds(path):
     with torch.device("meta"):  # the large ones too, without allocating their weights
         lm = TokenLM.build(model_cfg)
     assert lm.num_parameters() > 0 and train_cfg.steps > 0 and train_cfg.seq_steps <= model_cfg.max_steps
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 2 and config.distributed_type is not None
