@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data lm-data unseen train-codec bench clean
+.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,18 @@ unseen: $(STAMP)
 
 train-codec: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m codec.train --config configs/codec/default.yaml
+
+# The shipped token LM's recipe (tokenlm/weights/default/RECIPE.md): make lm-data first.
+train-lm: $(STAMP)
+	$(BIN)/accelerate launch --num_processes 1 --cpu -m tokenlm.train --config configs/tokenlm/small.yaml \
+		--data data/tokens/train --out runs/tokenlm-small --steps 2500 --threads 2
+	$(BIN)/python -m tokenlm.export runs/tokenlm-small/export --out tokenlm/weights/default
+
+bench-lm: $(STAMP)
+	$(BIN)/python bench/tokenlm_train_speed.py
+	$(BIN)/python bench/tokenlm_generate_speed.py
+	$(BIN)/python bench/tokenlm_compress.py
+	$(BIN)/python bench/tokenlm_patterns.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py

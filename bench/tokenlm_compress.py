@@ -11,6 +11,7 @@ the default codec: 6 kbps at 12 codebooks); speeds are seconds of audio per wall
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,38 @@ def subset(store: Path, limit: int, out: Path) -> Path:
     return out
 
 
+@torch.no_grad()
+def bits_per_codebook(lm, store: Path, limit: int) -> list[float]:
+    """Mean bits per code of each codebook under the LM (one teacher-forced forward pass per item)."""
+    from tokenlm.data import item_cells
+    from tokenlm.model import IGNORE
+
+    K, N = lm.config.num_codebooks, lm.config.codebook_size
+    total, count = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+    with TokenStore.open(store) as src:
+        for item_id in sorted(src.ids())[:limit]:
+            codes = torch.from_numpy(src.read(item_id)[:K].astype("int64"))
+            fit = lm.config.max_steps - K - 1
+            for start in range(0, codes.shape[1], fit):
+                cells = item_cells(lm.pattern, codes[:, start : start + fit], N)
+                logits = lm(
+                    cells.tokens[None],
+                    cells.books[None],
+                    cells.target_books[None],
+                    targets=cells.targets[None],
+                )
+                nll = torch.nn.functional.cross_entropy(
+                    logits[0].permute(0, 2, 1), cells.targets.clamp(min=0), reduction="none"
+                ).double()  # (Q, L)
+                valid = cells.targets != IGNORE
+                book = cells.target_books.clamp(min=0)
+                total.index_add_(
+                    0, book[valid], nll[valid] / torch.log(torch.tensor(2.0, dtype=torch.float64))
+                )
+                count.index_add_(0, book[valid], torch.ones(int(valid.sum()), dtype=torch.float64))
+    return (total / count.clamp(min=1)).tolist()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lm", default="default", help="token LM: 'default' or an export folder")
@@ -59,6 +92,7 @@ def main() -> None:
     rows = ["| store | items | seconds | raw bits/s | LM bits/s | fewer bits | encode ×RT | decode ×RT |",
             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     total_raw = total_coded = 0
+    per_book: list[list[float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, store in enumerate(args.stores.split(",")):
             part = subset(Path(store), args.limit, Path(tmp) / f"s{i}")
@@ -76,12 +110,19 @@ def main() -> None:
             rows.append(f"| `{Path(store).name}` | {stats.items} | {stats.seconds:.1f} | {d['raw_bits_per_second']:.0f} | "
                         f"{d['coded_bits_per_second']:.0f} | {100 * d['saving']:.1f}% | {stats.seconds / encode:.1f} | "
                         f"{stats.seconds / decode:.1f} |")  # fmt: skip
+            per_book.append(bits_per_codebook(lm, Path(store), args.limit))
             shutil.rmtree(part)
     params = lm.num_parameters() / 1e6
     body = "\n".join([
         f"LM `{args.lm}` ({lm.config.pattern}, {lm.config.num_codebooks} codebooks, {params:.1f}M parameters, "
         f"codec {lm.meta.get('codec_id')}); every item decompressed bit-exact. All stores: "
-        f"{100 * (1 - total_coded / max(total_raw, 1)):.1f}% fewer bits than the raw codes.", "", *rows,
+        f"{100 * (1 - total_coded / max(total_raw, 1)):.1f}% fewer bits than the raw codes.", "", *rows, "",
+        "Bits per code of each codebook under the LM (teacher-forced forward pass, the same items; raw: "
+        f"{math.log2(lm.config.codebook_size):.0f}):", "",
+        "| store | " + " | ".join(f"k{k}" for k in range(lm.config.num_codebooks)) + " |",
+        "|---|" + "---|" * lm.config.num_codebooks,
+        *(f"| `{Path(st).name}` | " + " | ".join(f"{b:.2f}" for b in books) + " |"
+          for st, books in zip(args.stores.split(","), per_book)),
     ])  # fmt: skip
     print(body)
     if not args.no_write:

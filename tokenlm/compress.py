@@ -82,31 +82,32 @@ class Stats:
         return d
 
 
-def _walk(lm: TokenLM, codes: torch.Tensor, visit) -> None:
-    """Step through one item's cells (``codes`` ``[K_lm, T]``, unknown cells may hold anything): at each
-    position, ``visit(position, probabilities [Q, N] float64, targets [Q])`` returns the codes of the
-    position's target cells (the encoder returns them, the decoder decodes them), which become the next
-    position's inputs."""
+def _walk(lm: TokenLM, codes: torch.Tensor, code_cells) -> None:
+    """Step through one item's cells (``codes`` ``[K_lm, T]``; the decoder passes zeros, the cells' values
+    are not read). At each position, for each group of streams the LM decides together (all of them, or
+    one at a time with a depth head), ``code_cells(position, streams, probabilities [q, N] float64,
+    targets [q])`` returns the codes of those target cells: the encoder codes and returns the targets, the
+    decoder decodes them. They become the next position's inputs."""
     cells = item_cells(lm.pattern, codes, lm.config.codebook_size)
     tokens = cells.tokens.clone()
     cache = lm.new_cache(1, cells.length)
     device = next(lm.parameters()).device
     for p in range(cells.length):
-        logits = lm.step(
-            tokens[None, :, p : p + 1].to(device),
-            cells.books[None, :, p : p + 1].to(device),
-            cells.target_books[None, :, p : p + 1].to(device),
-            cache,
-            p,
-        )[0, :, 0]  # (Q, N)
+        hidden = lm.step_hidden(
+            tokens[None, :, p : p + 1].to(device), cells.books[None, :, p : p + 1].to(device), cache, p
+        )
         targets = cells.targets[:, p]
         if (targets == IGNORE).all():
             continue
-        probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-        decided = visit(p, probs, targets)
+
+        def choose(streams: slice, logits: torch.Tensor, p=p, targets=targets) -> torch.Tensor:
+            probs = torch.softmax(logits[0].double(), dim=-1).cpu().numpy()  # (q, N)
+            return torch.as_tensor(code_cells(p, streams, probs, targets[streams]), dtype=torch.long)[None]
+
+        decided = lm.decide(hidden[:, -1], cells.target_books[None, :, p].to(device), choose)[0].cpu()
         if p + 1 < cells.length:
             fill = targets != IGNORE
-            tokens[fill, p + 1] = torch.as_tensor(decided, dtype=torch.long)[fill]
+            tokens[fill, p + 1] = decided[fill]
 
 
 def _encode_item(lm: TokenLM, codes: np.ndarray) -> np.ndarray:
@@ -116,12 +117,13 @@ def _encode_item(lm: TokenLM, codes: np.ndarray) -> np.ndarray:
     model = constriction.stream.model.Categorical(perfect=False)
     head = torch.from_numpy(codes[:K_lm].astype(np.int64))
 
-    def visit(p: int, probs: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    def code_cells(p: int, streams: slice, probs: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
         fill = (targets != IGNORE).numpy()
-        encoder.encode(targets.numpy()[fill].astype(np.int32), model, probs[fill])
-        return targets
+        if fill.any():
+            encoder.encode(targets.numpy()[fill].astype(np.int32), model, probs[fill])
+        return targets.clamp(min=0)
 
-    _walk(lm, head, visit)
+    _walk(lm, head, code_cells)
     rest = codes[K_lm:].reshape(-1).astype(np.int32)
     if rest.size:
         encoder.encode(rest, constriction.stream.model.Uniform(N))
@@ -136,17 +138,19 @@ def _decode_item(lm: TokenLM, words: np.ndarray, num_codebooks: int, frames: int
     layout = lm.pattern.layout(K_lm, frames)
     sequence = torch.full(layout.shape, N, dtype=torch.long)
 
-    def visit(p: int, probs: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    def code_cells(p: int, streams: slice, probs: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
         fill = (targets != IGNORE).numpy()
-        decided = targets.clone()
-        decided[torch.from_numpy(fill)] = torch.from_numpy(
-            decoder.decode(model, probs[fill]).astype(np.int64)
-        )
-        sequence[:, p] = torch.where(torch.from_numpy(fill), decided, sequence[:, p])
+        decided = torch.zeros(targets.shape, dtype=torch.long)
+        if fill.any():
+            decided[torch.from_numpy(fill)] = torch.from_numpy(
+                decoder.decode(model, probs[fill]).astype(np.int64)
+            )
+        column = sequence[streams, p]
+        sequence[streams, p] = torch.where(torch.from_numpy(fill), decided, column)
         return decided
 
     # The walk needs the targets' positions, not their values: zeros stand in for the unknown codes.
-    _walk(lm, torch.zeros(K_lm, frames, dtype=torch.long), visit)
+    _walk(lm, torch.zeros(K_lm, frames, dtype=torch.long), code_cells)
     head = lm.pattern.revert(sequence[None], K_lm, frames)[0].numpy()
     rest_n = (num_codebooks - K_lm) * frames
     rest = decoder.decode(constriction.stream.model.Uniform(N), rest_n) if rest_n else np.zeros(0, np.int32)

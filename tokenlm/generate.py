@@ -103,26 +103,25 @@ def generate(
     no_book = torch.full((B, Q, 1), -1, dtype=torch.long, device=device)
     tokens_in = torch.cat([bos_tok, sequence], dim=2)  # (B, Q, S + 1), updated as cells are sampled
     books_in = torch.cat([no_book, books], dim=2)
-    books_out = torch.cat([books, no_book], dim=2)
-
-    def inputs(first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (
-            tokens_in[..., first : last + 1],
-            books_in[..., first : last + 1],
-            books_out[..., first : last + 1],
-        )
 
     cache = lm.new_cache(B, S + 1)
-    first_sampled = (
-        int(torch.nonzero((kind == SAMPLED).any(dim=(0, 1))).min()) if (kind == SAMPLED).any() else S
-    )
-    logits = lm.step(*inputs(0, first_sampled), cache, 0)[..., -1, :]  # prefill: predicts step first_sampled
+    sampled = kind == SAMPLED
+    first_sampled = int(torch.nonzero(sampled.any(dim=(0, 1))).min()) if sampled.any() else S
+    if first_sampled == S:  # nothing to sample: every frame is in the prompts
+        return [p[:K].cpu() for p in prompts]
+    # prefill: positions 0 .. first_sampled at once; the last one's state predicts step first_sampled
+    hidden = lm.step_hidden(tokens_in[..., : first_sampled + 1], books_in[..., : first_sampled + 1], cache, 0)
     for s in range(first_sampled, S):
-        if s > first_sampled:
-            logits = lm.step(*inputs(s, s), cache, s)[..., -1, :]  # decode: (B, Q, N)
-        drawn = sample(logits, sampling, generator)  # (B, Q)
-        take = kind[:, :, s] == SAMPLED
-        sequence[:, :, s] = torch.where(take, drawn, sequence[:, :, s])
+        if s > first_sampled:  # decode one position: it holds step s - 1 and predicts step s
+            hidden = lm.step_hidden(tokens_in[..., s : s + 1], books_in[..., s : s + 1], cache, s)
+        take = sampled[:, :, s]  # (B, Q)
+
+        def choose(streams: slice, logits: torch.Tensor, take=take, s=s) -> torch.Tensor:
+            drawn = sample(logits, sampling, generator)  # (B, q)
+            return torch.where(take[:, streams], drawn, sequence[:, streams, s])
+
+        codes = lm.decide(hidden[:, -1], books[:, :, s], choose)  # (B, Q)
+        sequence[:, :, s] = torch.where(take, codes, sequence[:, :, s])
         tokens_in[:, :, s + 1] = sequence[:, :, s]
     codes = lm.pattern.revert(sequence, K, T)  # (B, K, T)
     return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]

@@ -61,9 +61,16 @@ class LMConfig:
     intermediate_size: int = 688
     max_steps: int = 1024  # the longest sequence (in pattern steps, BOS included) the model attends over
     rope_theta: float = 10000.0
+    # A depth head (RQ-Transformer, as in Moshi and UniAudio; K-stream patterns only): a small causal
+    # transformer over the K cells of each step, conditioned on the temporal transformer's state, so the
+    # codes of one step are predicted one after another instead of independently. 0 = K plain heads.
+    depth_layers: int = 0
+    depth_hidden: int = 128
 
     def __post_init__(self) -> None:
-        get_pattern(self.pattern)  # raises for an unknown one
+        pattern = get_pattern(self.pattern)  # raises for an unknown one
+        if self.depth_layers and not pattern.multi_stream:
+            raise ValueError(f"a depth head needs a K-stream pattern (delay, parallel), not {self.pattern!r}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}, and num_heads "
@@ -104,15 +111,19 @@ class MultiStreamConfig(PretrainedConfig):
 
     model_type = "audiotok_multistream"
 
-    def __init__(self, num_codebooks: int = 4, codebook_size: int = 1024, backbone: dict | None = None, **kw):
+    def __init__(self, num_codebooks: int = 4, codebook_size: int = 1024, backbone: dict | None = None,
+                 depth: dict | None = None, **kw):  # fmt: skip
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
         self.backbone = dict(backbone or {})
+        self.depth = dict(depth or {})  # the depth transformer's Llama fields; {} = no depth head
         super().__init__(**kw)
 
 
 class MultiStreamLM(PreTrainedModel):
-    """K code embeddings (``N + 2`` rows each: codes, empty, BOS) summed per step, Llama layers, K heads."""
+    """K code embeddings (``N + 2`` rows each: codes, empty, BOS) summed per step, Llama layers, K heads;
+    or, with a depth head, a small Llama over each step's K cells (cell k sees the step's state and the
+    codes of cells 0..k-1) feeding the K heads."""
 
     config_class = MultiStreamConfig
     base_model_prefix = "backbone"
@@ -126,6 +137,16 @@ class MultiStreamLM(PreTrainedModel):
         self.embeddings = nn.ModuleList(nn.Embedding(N + 2, D) for _ in range(K))
         self.backbone = LlamaModel(backbone)
         self.backbone.embed_tokens = None  # the summed code embeddings replace it
+        self.depth = None
+        if config.depth:
+            depth = LlamaConfig(**config.depth)
+            depth._attn_implementation = "sdpa"
+            Dd = depth.hidden_size
+            self.depth_in = nn.Linear(D, Dd)
+            self.depth_codes = nn.ModuleList(nn.Embedding(N, Dd) for _ in range(K - 1))  # cell k-1's code
+            self.depth = LlamaModel(depth)
+            self.depth.embed_tokens = None
+            D = Dd
         self.heads = nn.ModuleList(nn.Linear(D, N, bias=False) for _ in range(K))
         self.post_init()
 
@@ -133,15 +154,40 @@ class MultiStreamLM(PreTrainedModel):
         """tokens ``[B, K, L]`` -> summed embeddings ``[B, L, D]``."""
         return sum(emb(tokens[:, k]) for k, emb in enumerate(self.embeddings))
 
-    def forward(self, tokens: torch.Tensor, attention_mask=None, position_ids=None, **kw) -> torch.Tensor:
-        """tokens ``[B, K, L]`` -> logits ``[B, K, L, N]``."""
+    def forward(
+        self, tokens: torch.Tensor, attention_mask=None, position_ids=None, step_codes=None, **kw
+    ) -> torch.Tensor:
+        """tokens ``[B, K, L]`` -> logits ``[B, K, L, N]``; with a depth head, ``step_codes`` ``[B, K, L]``
+        are the codes of each position's own cells (teacher forcing; anything where a cell is empty)."""
         hidden = self.backbone(
             inputs_embeds=self.embed(tokens), attention_mask=attention_mask, position_ids=position_ids
         ).last_hidden_state  # (B, L, D)
-        return self.project(hidden)
+        return self.project(hidden, step_codes)
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.stack([head(hidden) for head in self.heads], dim=1)  # (B, K, L, N)
+    def project(self, hidden: torch.Tensor, step_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden ``[B, L, D]`` -> logits ``[B, K, L, N]`` (a depth head needs ``step_codes``)."""
+        if self.depth is None:
+            return torch.stack([head(hidden) for head in self.heads], dim=1)  # (B, K, L, N)
+        if step_codes is None:
+            raise ValueError("a depth head needs the step's codes (step_codes) to predict its cells")
+        B, L, _ = hidden.shape
+        K = len(self.heads)
+        x = self.depth_in(hidden).reshape(B * L, 1, -1).expand(B * L, K, -1)  # (B*L, K, Dd)
+        codes = step_codes.clamp(0, self.config.codebook_size - 1).permute(0, 2, 1).reshape(B * L, K)
+        shifted = [torch.zeros_like(x[:, 0])] + [emb(codes[:, k]) for k, emb in enumerate(self.depth_codes)]
+        x = x + torch.stack(shifted, dim=1)  # cell k sees the code of cell k-1
+        out = self.depth(inputs_embeds=x).last_hidden_state  # (B*L, K, Dd), causal over the K cells
+        logits = torch.stack([head(out[:, k]) for k, head in enumerate(self.heads)], dim=1)  # (B*L, K, N)
+        return logits.reshape(B, L, K, -1).permute(0, 2, 1, 3)
+
+    def depth_logits(self, hidden: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
+        """One step's cell ``k``: hidden ``[B, D]``, the codes of cells 0..k-1 ``[B, k]`` -> logits ``[B, N]``
+        (the depth transformer over cells 0..k, recomputed: K is small)."""
+        B = hidden.shape[0]
+        x = self.depth_in(hidden)[:, None].expand(B, k + 1, -1)
+        prev = [torch.zeros_like(x[:, 0])] + [self.depth_codes[j](codes[:, j]) for j in range(k)]
+        out = self.depth(inputs_embeds=x + torch.stack(prev, dim=1)).last_hidden_state  # (B, k + 1, Dd)
+        return self.heads[k](out[:, k])
 
 
 AutoConfig.register(MultiStreamConfig.model_type, MultiStreamConfig)
@@ -166,6 +212,17 @@ class KVCache:
             [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
             [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
         )
+
+
+def _depth_config(config: LMConfig) -> dict:
+    if not config.depth_layers:
+        return {}
+    heads = max(1, config.depth_hidden // 64)
+    return LlamaConfig(
+        vocab_size=1, hidden_size=config.depth_hidden, intermediate_size=config.depth_hidden * 8 // 3,
+        num_hidden_layers=config.depth_layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=config.num_codebooks, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    ).to_dict()  # fmt: skip
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -193,6 +250,7 @@ class TokenLM(nn.Module):
                 num_codebooks=config.num_codebooks,
                 codebook_size=config.codebook_size,
                 backbone=config.llama(vocab_size=1).to_dict(),
+                depth=_depth_config(config),
                 audiotok=audiotok,
             )
             hf = MultiStreamLM(hf_config)
@@ -260,13 +318,18 @@ class TokenLM(nn.Module):
         target_books: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens, books, target_books ``[B, Q, L]`` -> logits ``[B, Q, L, N]`` (fp32).
 
         attention_mask: ``[B, 1, L, L]`` bool (True = may attend), e.g. causal within each packed item;
-        None = plain causal. position_ids ``[B, L]`` (restarting at each packed item)."""
+        None = plain causal. position_ids ``[B, L]`` (restarting at each packed item). targets ``[B, Q, L]``:
+        the codes the positions predict, which a depth head reads (teacher forcing; IGNORE where none)."""
         if isinstance(self.hf, MultiStreamLM):
-            return self.hf(tokens, attention_mask=attention_mask, position_ids=position_ids).float()
+            step_codes = None if targets is None else targets.clamp(min=0)
+            return self.hf(
+                tokens, attention_mask=attention_mask, position_ids=position_ids, step_codes=step_codes
+            ).float()
         out = self.hf(
             input_ids=self._input_ids(tokens, books), attention_mask=attention_mask, position_ids=position_ids
         )
@@ -284,13 +347,53 @@ class TokenLM(nn.Module):
             return self.hf.embed(tokens)
         return self.backbone.embed_tokens(self._input_ids(tokens, books))
 
+    @property
+    def has_depth(self) -> bool:
+        return isinstance(self.hf, MultiStreamLM) and self.hf.depth is not None
+
     @torch.no_grad()
     def step(
         self, tokens: torch.Tensor, books: torch.Tensor, target_books: torch.Tensor, cache: KVCache, pos: int
     ) -> torch.Tensor:
         """Cells of steps ``pos .. pos + L - 1`` (``[B, Q, L]``), after ``pos`` steps already in ``cache``
         -> their logits ``[B, Q, L, N]``; writes their keys and values at ``pos`` (prefill: L > 1; decode:
-        L = 1). Equal to the full forward pass over all steps so far (tested)."""
+        L = 1). Equal to the full forward pass over all steps so far (tested). A model with a depth head
+        decides a step's cells one after another: `step_hidden`, then `decide`."""
+        if self.has_depth:
+            raise ValueError("a depth-head LM predicts a step's cells in turn: use step_hidden and decide")
+        return self.logits(self.step_hidden(tokens, books, cache, pos), target_books)
+
+    def logits(self, hidden: torch.Tensor, target_books: torch.Tensor) -> torch.Tensor:
+        """The output heads over hidden states ``[B, L, D]`` -> ``[B, Q, L, N]`` (no depth head)."""
+        if isinstance(self.hf, MultiStreamLM):
+            return self.hf.project(hidden).float()
+        return self._block_logits(self.hf.lm_head(hidden).float(), target_books)
+
+    @torch.no_grad()
+    def decide(self, hidden: torch.Tensor, target_books: torch.Tensor, choose) -> torch.Tensor:
+        """A step's cells from its hidden state ``[B, D]``: ``choose(streams, logits [B, q, N]) -> codes
+        [B, q]`` picks (samples, forces, or decodes) the codes of the streams in the slice ``streams``.
+        Without a depth head it is called once for all Q streams; with one, once per stream in order,
+        each seeing the codes chosen before it (0 standing in for an empty cell, as in training)."""
+        if not self.has_depth:
+            return choose(slice(None), self.logits(hidden[:, None], target_books[..., None])[:, :, 0])
+        chosen: list[torch.Tensor] = []
+        for k in range(self.config.num_codebooks):
+            prev = (
+                torch.stack(chosen, dim=1)
+                if chosen
+                else hidden.new_zeros(hidden.shape[0], 0, dtype=torch.long)
+            )
+            logits = self.hf.depth_logits(hidden, prev, k).float()  # (B, N)
+            code = choose(slice(k, k + 1), logits[:, None])[:, 0]
+            chosen.append(torch.where(target_books[:, k] >= 0, code, torch.zeros_like(code)).clamp(min=0))
+        return torch.stack(chosen, dim=1)
+
+    @torch.no_grad()
+    def step_hidden(
+        self, tokens: torch.Tensor, books: torch.Tensor, cache: KVCache, pos: int
+    ) -> torch.Tensor:
+        """The backbone's final hidden states ``[B, L, D]`` of steps ``pos .. pos + L - 1`` (see `step`)."""
         model = self.backbone
         x = self._embed(tokens, books)  # (B, L, D)
         B, L, _ = x.shape
@@ -321,10 +424,7 @@ class TokenLM(nn.Module):
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, L, Dh)
             x = x + attn.o_proj(y.transpose(1, 2).reshape(B, L, H * Dh))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        hidden = model.norm(x)
-        if isinstance(self.hf, MultiStreamLM):
-            return self.hf.project(hidden).float()
-        return self._block_logits(self.hf.lm_head(hidden).float(), target_books)
+        return model.norm(x)
 
     # ------------------------------------------------------------------------------------ figures
     def num_parameters(self) -> int:
@@ -338,12 +438,13 @@ class TokenLM(nn.Module):
             + 2 * 3 * c.hidden_size * c.intermediate_size
             + 2 * 2 * context * c.hidden_size
         )
-        heads = (
-            2
-            * c.hidden_size
-            * (c.codebook_size * c.num_codebooks if self.pattern.multi_stream else len(self.vocab))
-        )
-        return layers + heads
+        if not self.pattern.multi_stream:
+            return layers + 2 * c.hidden_size * len(self.vocab)
+        if not c.depth_layers:
+            return layers + 2 * c.hidden_size * c.codebook_size * c.num_codebooks
+        d, K = c.depth_hidden, c.num_codebooks  # the depth transformer runs over K cells per step
+        depth = K * c.depth_layers * (2 * 4 * d * d + 2 * 3 * d * (d * 8 // 3) + 2 * 2 * K * d)
+        return layers + 2 * c.hidden_size * d + depth + 2 * d * c.codebook_size * K
 
 
 def bits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -200,7 +200,10 @@ def evaluate(lm: TokenLM, data: TokenData, seq_steps: int, max_items: int, devic
     for item, start, n in data.heldout_windows(seq_steps, max_items):
         cells = item_cells(lm.pattern, data.codes(item, start, n), data.N)
         logits = lm(
-            cells.tokens[None].to(device), cells.books[None].to(device), cells.target_books[None].to(device)
+            cells.tokens[None].to(device),
+            cells.books[None].to(device),
+            cells.target_books[None].to(device),
+            targets=cells.targets[None].to(device),
         )
         total_bits += float(bits(logits, cells.targets[None].to(device)))
         codes += int((cells.targets != IGNORE).sum())
@@ -297,7 +300,8 @@ def train(
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
                 logits = model(batch["tokens"], batch["books"], batch["target_books"],
-                               position_ids=batch["position_ids"], attention_mask=attention_mask(batch["doc"]))  # fmt: skip
+                               position_ids=batch["position_ids"], attention_mask=attention_mask(batch["doc"]),
+                               targets=batch["targets"])  # fmt: skip
                 targets = batch["targets"]
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE

@@ -151,3 +151,19 @@ def test_cli_generate_compress_decompress(tmp_path, capsys):
     assert "not an audiotok .lmz file" in capsys.readouterr().err
     assert audiotok_cli.main(["lm", "compress", str(store), "-o", str(lmz), "--lm", str(tmp_path)]) == 2
     assert "no token LM here" in capsys.readouterr().err
+
+
+def test_a_depth_head_lm_trains_generates_and_compresses_bit_exactly(tmp_path):
+    store = make_store(tmp_path / "store", items=10, frames=30)
+    model_cfg, cfg = load_config(ROOT / "configs" / "tokenlm" / "tiny.yaml")
+    model_cfg = replace(model_cfg, pattern="parallel", depth_layers=1, depth_hidden=32)
+    export = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "run", quiet=True)
+    lm = TokenLM.from_pretrained(export)
+    assert lm.has_depth
+    prompt = torch.from_numpy(learnable_codes(5, 3, 16, seed=3))
+    out = generate(lm, [prompt, prompt[:, :2]], 4, Sampling(seed=1))
+    assert [tuple(o.shape) for o in out] == [(3, 9), (3, 6)] and torch.equal(out[0][:, :5], prompt)
+    small = make_store(tmp_path / "small", frames=[12, 3], num_codebooks=3)
+    compress_store(lm, small, tmp_path / "d.lmz")
+    decompress_file(lm, tmp_path / "d.lmz", tmp_path / "back")
+    assert store_items_equal(small, tmp_path / "back") == []

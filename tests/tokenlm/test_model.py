@@ -103,3 +103,30 @@ def test_every_accelerate_config_loads(path):
 
     config = load_config_from_file(str(path))
     assert config.num_processes >= 2 and config.distributed_type is not None
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_depth_head_decides_cells_in_turn_equal_to_the_full_forward(pattern):
+    """With a depth head, step_hidden + decide (each cell after the ones before it) gives the logits of
+    the teacher-forced full forward pass."""
+    torch.manual_seed(0)
+    cfg = LMConfig(pattern=pattern, num_codebooks=3, codebook_size=16, hidden_size=32, num_layers=2, num_heads=4,
+                   num_kv_heads=2, intermediate_size=64, max_steps=128, depth_layers=2, depth_hidden=32)  # fmt: skip
+    lm = TokenLM.build(cfg).eval()
+    cells = item_cells(
+        lm.pattern, torch.randint(0, 16, (3, 6), generator=torch.Generator().manual_seed(2)), 16
+    )
+    full = lm(cells.tokens[None], cells.books[None], cells.target_books[None], targets=cells.targets[None])
+    cache = lm.new_cache(1, cells.length)
+    for p in range(cells.length):
+        hidden = lm.step_hidden(cells.tokens[None, :, p : p + 1], cells.books[None, :, p : p + 1], cache, p)
+        seen = []
+
+        def choose(streams, logits, p=p, seen=seen):
+            seen.append(logits)
+            return cells.targets[None, streams, p].clamp(min=0)  # teacher forcing, as in training
+
+        lm.decide(hidden[:, -1], cells.target_books[None, :, p], choose)
+        torch.testing.assert_close(torch.cat(seen, dim=1), full[:, :, p], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="depth head needs a K-stream pattern"):
+        LMConfig(pattern="flatten", depth_layers=1)
