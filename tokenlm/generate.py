@@ -55,7 +55,7 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator 
     return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     lm: TokenLM, prompts: list[torch.Tensor], new_frames: int, sampling: Sampling | None = None
 ) -> list[torch.Tensor]:
