@@ -14,9 +14,7 @@ warm-up of each.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.codec_speed import timed  # noqa: E402
 from bench.report import update_section  # noqa: E402
 from tokenlm.data import item_cells  # noqa: E402
 from tokenlm.generate import Sampling, generate  # noqa: E402
@@ -38,16 +37,6 @@ def prompt_codes(lm: TokenLM, frames: int) -> torch.Tensor:
     audio = load_audio(ROOT / "examples" / "speech.wav", target_sr=codec.sample_rate)
     codes = codec.encode(audio.wav[None], codec.sample_rate, num_codebooks=lm.config.num_codebooks).item(0)
     return codes[:, :frames]
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
