@@ -7,7 +7,7 @@ need=()
 command -v opusenc >/dev/null 2>&1 || need+=(opus-tools)
 command -v c2enc >/dev/null 2>&1 || need+=(codec2)
 command -v flite >/dev/null 2>&1 || need+=(flite)  # speaks the English sentence of the WER test
-command -v g++ >/dev/null 2>&1 || need+=(g++)  # builds libsvm-official for the visqol extra
+command -v g++ >/dev/null 2>&1 || need+=(g++)  # builds libsvm-official (visqol extra); torch.compile on CPU
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null 2>&1 \

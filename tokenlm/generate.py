@@ -57,9 +57,16 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator 
 
 @torch.inference_mode()
 def generate(
-    lm: TokenLM, prompts: list[torch.Tensor], new_frames: int, sampling: Sampling | None = None
+    lm: TokenLM,
+    prompts: list[torch.Tensor],
+    new_frames: int,
+    sampling: Sampling | None = None,
+    compiled: bool = False,
 ) -> list[torch.Tensor]:
-    """Each prompt ``[K, T_i]`` (T_i may be 0) continued by ``new_frames`` frames -> ``[K, T_i + new_frames]``."""
+    """Each prompt ``[K, T_i]`` (T_i may be 0) continued by ``new_frames`` frames -> ``[K, T_i + new_frames]``.
+
+    compiled: decode with ``torch.compile`` of `TokenLM.decode_one` (static shapes: built once per batch
+    size and length, then reused; worth it for long outputs)."""
     sampling = sampling or Sampling()
     K, N = lm.config.num_codebooks, lm.config.codebook_size
     if not prompts:
@@ -111,8 +118,12 @@ def generate(
         return [p[:K].cpu() for p in prompts]
     # prefill: positions 0 .. first_sampled at once; the last one's state predicts step first_sampled
     hidden = lm.step_hidden(tokens_in[..., : first_sampled + 1], books_in[..., : first_sampled + 1], cache, 0)
+    decode = _compiled_decode(lm) if compiled else None
     for s in range(first_sampled, S):
-        if s > first_sampled:  # decode one position: it holds step s - 1 and predicts step s
+        if s > first_sampled and decode is not None:  # decode one position: it holds step s - 1
+            position = torch.tensor(s, device=device)
+            hidden = decode(tokens_in[..., s : s + 1], books_in[..., s : s + 1], cache, position)
+        elif s > first_sampled:
             hidden = lm.step_hidden(tokens_in[..., s : s + 1], books_in[..., s : s + 1], cache, s)
         take = sampled[:, :, s]  # (B, Q)
 
@@ -125,3 +136,14 @@ def generate(
         tokens_in[:, :, s + 1] = sequence[:, :, s]
     codes = lm.pattern.revert(sequence, K, T)  # (B, K, T)
     return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]
+
+
+_COMPILED: dict[int, object] = {}
+
+
+def _compiled_decode(lm: TokenLM):
+    """torch.compile of the LM's static-shape decode step, kept per model for later calls."""
+    key = id(lm)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(lm.decode_one, dynamic=False)
+    return _COMPILED[key]

@@ -421,33 +421,66 @@ class TokenLM(nn.Module):
         else:
             mask = None
         for i, layer in enumerate(model.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            H, Hkv = attn.config.num_attention_heads, attn.config.num_key_value_heads
-            Dh = attn.head_dim
-            if cache.fused is not None:
-                q, k, v = F.linear(h, cache.fused[i][0]).split([H * Dh, Hkv * Dh, Hkv * Dh], dim=-1)
-            else:
-                q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-            q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
-            k = k.view(B, L, Hkv, Dh).transpose(1, 2)  # (B, Hkv, L, Dh)
-            v = v.view(B, L, Hkv, Dh).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            cache.keys[i][:, :, pos:end] = k
-            cache.values[i][:, :, pos:end] = v
-            keys, values = cache.keys[i][:, :, :end], cache.values[i][:, :, :end]
-            if Hkv != H:
-                keys = keys.repeat_interleave(H // Hkv, dim=1)
-                values = values.repeat_interleave(H // Hkv, dim=1)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, L, Dh)
-            x = x + attn.o_proj(y.transpose(1, 2).reshape(B, L, H * Dh))
-            h = layer.post_attention_layernorm(x)
-            if cache.fused is not None:
-                gate, up = F.linear(h, cache.fused[i][1]).chunk(2, dim=-1)
-                x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
-            else:
-                x = x + layer.mlp(h)
+
+            def store(k: torch.Tensor, v: torch.Tensor, i: int = i) -> tuple[torch.Tensor, torch.Tensor]:
+                cache.keys[i][:, :, pos:end] = k
+                cache.values[i][:, :, pos:end] = v
+                return cache.keys[i][:, :, :end], cache.values[i][:, :, :end]
+
+            x = self._layer(i, layer, x, cos, sin, cache, store, mask)
+        return model.norm(x)
+
+    def _layer(self, i: int, layer: nn.Module, x: torch.Tensor, cos, sin, cache: KVCache, store, mask):
+        """One decoder layer over new steps ``x`` ``[B, L, D]``; ``store(k, v)`` puts their keys and values
+        in the cache and returns the keys and values to attend over."""
+        attn = layer.self_attn
+        B, L, _ = x.shape
+        h = layer.input_layernorm(x)
+        H, Hkv = attn.config.num_attention_heads, attn.config.num_key_value_heads
+        Dh = attn.head_dim
+        if cache.fused is not None:
+            q, k, v = F.linear(h, cache.fused[i][0]).split([H * Dh, Hkv * Dh, Hkv * Dh], dim=-1)
+        else:
+            q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+        q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
+        k = k.view(B, L, Hkv, Dh).transpose(1, 2)  # (B, Hkv, L, Dh)
+        v = v.view(B, L, Hkv, Dh).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        keys, values = store(k, v)
+        if Hkv != H:
+            keys = keys.repeat_interleave(H // Hkv, dim=1)
+            values = values.repeat_interleave(H // Hkv, dim=1)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, L, Dh)
+        x = x + attn.o_proj(y.transpose(1, 2).reshape(B, L, H * Dh))
+        h = layer.post_attention_layernorm(x)
+        if cache.fused is not None:
+            gate, up = F.linear(h, cache.fused[i][1]).chunk(2, dim=-1)
+            return x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+        return x + layer.mlp(h)
+
+    def decode_one(
+        self, tokens: torch.Tensor, books: torch.Tensor, cache: KVCache, pos: torch.Tensor
+    ) -> torch.Tensor:
+        """`step_hidden` of one step with static shapes (gpt-fast's ``decode_one_token``): ``pos`` is a
+        0-dim tensor, the cache is written with ``index_copy_`` and attended over whole with a mask, so
+        ``torch.compile`` builds it once for every position. -> hidden ``[B, 1, D]``."""
+        model = self.backbone
+        x = self._embed(tokens, books)  # (B, 1, D)
+        B = x.shape[0]
+        cos, sin = model.rotary_emb(x, pos.view(1, 1).expand(B, 1))
+        cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)
+        length = cache.keys[0].shape[2]
+        mask = (torch.arange(length, device=x.device) <= pos).view(1, 1, 1, length)
+        index = pos.view(1)
+        for i, layer in enumerate(model.layers):
+
+            def store(k: torch.Tensor, v: torch.Tensor, i: int = i) -> tuple[torch.Tensor, torch.Tensor]:
+                cache.keys[i].index_copy_(2, index, k)
+                cache.values[i].index_copy_(2, index, v)
+                return cache.keys[i], cache.values[i]
+
+            x = self._layer(i, layer, x, cos, sin, cache, store, mask)
         return model.norm(x)
 
     # ------------------------------------------------------------------------------------ figures

@@ -167,3 +167,12 @@ def test_a_depth_head_lm_trains_generates_and_compresses_bit_exactly(tmp_path):
     compress_store(lm, small, tmp_path / "d.lmz")
     decompress_file(lm, tmp_path / "d.lmz", tmp_path / "back")
     assert store_items_equal(small, tmp_path / "back") == []
+
+
+@pytest.mark.slow
+def test_compiled_decode_generates_what_the_eager_one_does(trained):
+    lm = TokenLM.from_pretrained(trained)
+    prompt = torch.from_numpy(learnable_codes(6, 3, 16, seed=4))
+    eager = generate(lm, [prompt, prompt[:, :3]], 5, Sampling(temperature=0))
+    compiled = generate(lm, [prompt, prompt[:, :3]], 5, Sampling(temperature=0), compiled=True)
+    assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
