@@ -65,6 +65,9 @@ bench-lm: $(STAMP)
 	$(BIN)/python bench/tokenlm_train_speed.py
 	$(BIN)/python bench/tokenlm_generate_speed.py
 	$(BIN)/python bench/tokenlm_compress.py
+	if [ -f data/unseen/manifest.jsonl ]; then $(BIN)/audiotok tokenize data/unseen -o data/tokens/unseen-words --quiet; \
+		$(BIN)/python bench/tokenlm_compress.py --stores data/tokens/unseen-words --limit 65 \
+		--title "Token LM compression on unseen words (ktuberling-data)"; fi
 	$(BIN)/python bench/tokenlm_patterns.py
 
 bench: $(STAMP)
