@@ -66,12 +66,11 @@ def item_cells(pattern: Pattern, codes: torch.Tensor, codebook_size: int) -> Cel
 
 
 def frames_fitting(pattern: Pattern, num_codebooks: int, steps: int) -> int:
-    """The most frames whose cells (BOS included) fit in ``steps`` positions."""
-    steps_per = {"flatten": num_codebooks, "coarse_first": num_codebooks}
-    if pattern.name in steps_per:
-        return max(0, (steps - 1) // steps_per[pattern.name])
-    extra = num_codebooks - 1 if pattern.name == "delay" else 0
-    return max(0, steps - 1 - extra)
+    """The most frames whose cells (BOS included) fit in ``steps`` positions. A pattern's step count is
+    affine in the frame count (K T, T + K - 1, T), so two of its lengths give the rest."""
+    one = pattern.num_steps(num_codebooks, 1)
+    per_frame = pattern.num_steps(num_codebooks, 2) - one
+    return max(0, (steps - 1 - (one - per_frame)) // per_frame)
 
 
 def heldout(store_name: str, item_id: str, permille: int) -> bool:

@@ -138,12 +138,8 @@ def generate(
     return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]
 
 
-_COMPILED: dict[int, object] = {}
-
-
 def _compiled_decode(lm: TokenLM):
-    """torch.compile of the LM's static-shape decode step, kept per model for later calls."""
-    key = id(lm)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(lm.decode_one, dynamic=False)
-    return _COMPILED[key]
+    """torch.compile of the LM's static-shape decode step, kept on the model for later calls."""
+    if getattr(lm, "_compiled_decode", None) is None:
+        lm._compiled_decode = torch.compile(lm.decode_one, dynamic=False)
+    return lm._compiled_decode

@@ -33,8 +33,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from tokenlm.data import DataError, TokenData, attention_mask
+from codec.train.loop import cpu_has_native_bf16
+from tokenlm.data import DataError, TokenData, attention_mask, item_cells
 from tokenlm.model import IGNORE, LMConfig, TokenLM, bits
+from tokenlm.patterns import get_pattern
 
 CHECKPOINT_FORMAT = "audiotok-tokenlm-checkpoint/1"
 
@@ -80,18 +82,13 @@ def load_config(path: str | Path) -> tuple[LMConfig, TrainConfig]:
 
 
 # ----------------------------------------------------------------------------------- hardware
-def cpu_has_native_bf16() -> bool:
-    probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(p() for p in probes if p is not None)
-
-
 def choose_precision(requested: str, device: torch.device) -> str:
     """``auto``: bf16 where the device computes it natively, else fp32 ("no")."""
     if requested != "auto":
         return requested
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "no"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() is True else "no"
 
 
 GPU_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}  # dense bf16
@@ -193,8 +190,6 @@ def load_checkpoint(path: Path, lm: TokenLM, optimizer: torch.optim.Optimizer) -
 @torch.no_grad()
 def evaluate(lm: TokenLM, data: TokenData, seq_steps: int, max_items: int, device: torch.device) -> dict:
     """Loss (nats per code), perplexity and bits per second of audio over the held-out items."""
-    from tokenlm.data import item_cells
-
     lm.eval()
     total_bits, codes, frames = 0.0, 0, 0
     for item, start, n in data.heldout_windows(seq_steps, max_items):
@@ -250,7 +245,7 @@ def train(
     )
     data = TokenData(
         data_paths,
-        _pattern(model_cfg),
+        get_pattern(model_cfg.pattern),
         model_cfg.num_codebooks,
         model_cfg.codebook_size,
         cfg.holdout_permille,
@@ -345,12 +340,6 @@ def train(
         lm.save_pretrained(export)
     data.close()
     return export
-
-
-def _pattern(model_cfg: LMConfig):
-    from tokenlm.patterns import get_pattern
-
-    return get_pattern(model_cfg.pattern)
 
 
 def main(argv: list[str] | None = None) -> int:
