@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "codec.cli",  # tokenize, decode, info
     "codec.data.cli",  # data build
     "tokenlm.cli",  # lm generate, lm compress, lm decompress
+    "multimodal.cli",  # caption, ask, data build-alm (after codec.data.cli: it joins the data group)
     "eval.cli",  # eval codec
 )
 
@@ -42,7 +43,7 @@ def build_parser(modules: tuple[str, ...] | None = None) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(
         prog="audiotok",
         description="Audio tokens: tokenize audio into a token store, decode and inspect it, build the "
-        "corpus, evaluate codecs.",
+        "corpus, evaluate codecs, caption and ask about audio.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_commands(sub, modules)

@@ -353,7 +353,8 @@ class TokenLM(nn.Module):
             raise ValueError(f"{max_len} steps exceed the model's context of {self.config.max_steps} steps")
         return KVCache.empty(self.backbone, batch, max_len, p.dtype, p.device)
 
-    def _embed(self, tokens: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
+    def embed(self, tokens: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
+        """Cells ``[B, Q, L]`` (tokens and their codebooks) -> the backbone's inputs ``[B, L, D]``."""
         if isinstance(self.hf, MultiStreamLM):
             return self.hf.embed(tokens)
         return self.backbone.embed_tokens(self._input_ids(tokens, books))
@@ -410,7 +411,7 @@ class TokenLM(nn.Module):
     ) -> torch.Tensor:
         """The backbone's final hidden states ``[B, L, D]`` of steps ``pos .. pos + L - 1`` (see `step`)."""
         model = self.backbone
-        x = self._embed(tokens, books)  # (B, L, D)
+        x = self.embed(tokens, books)  # (B, L, D)
         B, L, _ = x.shape
         positions = torch.arange(pos, pos + L, device=x.device)[None].expand(B, L)
         cos, sin = model.rotary_emb(x, positions)  # (B, L, Dh)
@@ -429,6 +430,24 @@ class TokenLM(nn.Module):
 
             x = self._layer(i, layer, x, cos, sin, cache, store, mask)
         return model.norm(x)
+
+    def run_layers(
+        self, x: torch.Tensor, start: int = 0, stop: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Backbone layers ``start .. stop - 1`` over inputs ``x`` ``[B, L, D]`` at positions ``0 .. L - 1``,
+        without a cache and differentiable (the audio-language model's encoder runs the LM this way).
+        mask: ``[B, 1, L, L]`` bool (True = may attend); None = causal. The final norm is not applied."""
+        model = self.backbone
+        B, L, _ = x.shape
+        positions = torch.arange(L, device=x.device)[None].expand(B, L)
+        cos, sin = model.rotary_emb(x, positions)
+        cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)
+        if mask is None:
+            mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        none = KVCache([], [], None)
+        for i in range(start, len(model.layers) if stop is None else stop):
+            x = self._layer(i, model.layers[i], x, cos, sin, none, lambda k, v: (k, v), mask)
+        return x
 
     def _layer(self, i: int, layer: nn.Module, x: torch.Tensor, cos, sin, cache: KVCache, store, mask):
         """One decoder layer over new steps ``x`` ``[B, L, D]``; ``store(k, v)`` puts their keys and values
@@ -466,7 +485,7 @@ class TokenLM(nn.Module):
         0-dim tensor, the cache is written with ``index_copy_`` and attended over whole with a mask, so
         ``torch.compile`` builds it once for every position. -> hidden ``[B, 1, D]``."""
         model = self.backbone
-        x = self._embed(tokens, books)  # (B, 1, D)
+        x = self.embed(tokens, books)  # (B, 1, D)
         B = x.shape[0]
         cos, sin = model.rotary_emb(x, pos.view(1, 1).expand(B, 1))
         cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)

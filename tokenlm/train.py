@@ -143,21 +143,21 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], plain: dict) -> dict
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(out: Path, step: int, lm: TokenLM, optimizer: torch.optim.Optimizer, keep: int) -> Path:
-    """``out/checkpoints/step-NNNNNNN/``: model and optimizer safetensors, state.json; atomic by rename."""
+def write_checkpoint(out: Path, step: int, tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                     keep: int, fmt: str = CHECKPOINT_FORMAT) -> Path:  # fmt: skip
+    """``out/checkpoints/step-NNNNNNN/``: model tensors and optimizer safetensors, the torch RNG and
+    state.json (format ``fmt``); atomic by rename; keeps the last ``keep``."""
     from safetensors.torch import save_file
 
     final = out / "checkpoints" / f"step-{step:07d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in lm.state_dict().items()}, str(tmp / "model.safetensors")
-    )
-    tensors, plain = _optimizer_to_files(optimizer.state_dict())
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+    opt_tensors, plain = _optimizer_to_files(optimizer.state_dict())
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-    state = {"format": CHECKPOINT_FORMAT, "step": step, "optimizer": plain}
+    state = {"format": fmt, "step": step, "optimizer": plain}
     (tmp / "state.json").write_text(json.dumps(state) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -167,23 +167,37 @@ def save_checkpoint(out: Path, step: int, lm: TokenLM, optimizer: torch.optim.Op
     return final
 
 
+def read_checkpoint(
+    path: Path, optimizer: torch.optim.Optimizer, fmt: str = CHECKPOINT_FORMAT
+) -> tuple[int, dict[str, torch.Tensor]]:
+    """Restore the optimizer and the torch RNG from a `write_checkpoint` folder; -> (step, model tensors)."""
+    from safetensors.torch import load_file
+
+    state = json.loads((path / "state.json").read_text())
+    if state.get("format") != fmt:
+        raise ValueError(f"{path}: not a {fmt} checkpoint (it is {state.get('format')!r})")
+    tensors = load_file(str(path / "model.safetensors"))
+    optimizer.load_state_dict(
+        _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    )
+    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+    return int(state["step"]), tensors
+
+
+def save_checkpoint(out: Path, step: int, lm: TokenLM, optimizer: torch.optim.Optimizer, keep: int) -> Path:
+    """A token LM checkpoint (`write_checkpoint` of its whole state)."""
+    return write_checkpoint(out, step, lm.state_dict(), optimizer, keep)
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = sorted(p for p in (out / "checkpoints").glob("step-???????") if (p / "state.json").is_file())
     return found[-1] if found else None
 
 
 def load_checkpoint(path: Path, lm: TokenLM, optimizer: torch.optim.Optimizer) -> int:
-    from safetensors.torch import load_file
-
-    state = json.loads((path / "state.json").read_text())
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a token LM checkpoint of this version ({state.get('format')!r})")
-    lm.load_state_dict(load_file(str(path / "model.safetensors")))
-    optimizer.load_state_dict(
-        _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
-    )
-    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
-    return int(state["step"])
+    step, tensors = read_checkpoint(path, optimizer)
+    lm.load_state_dict(tensors)
+    return step
 
 
 # ---------------------------------------------------------------------------------- evaluation

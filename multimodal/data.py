@@ -1,0 +1,187 @@
+"""Training and evaluation data of the audio-language model: the paired set's manifests, its token stores,
+and a cache of the frozen encoder's states.
+
+Layout of a paired set (``audiotok data build-alm --out data/alm``, then ``make data-alm`` tokenizes it)::
+
+    data/alm/<split>.jsonl                 rows: id, path, captions [{text, template, heldout}], qa [...]
+    data/alm/tokens/<split>/               the default codec's token store of the split's audio
+    data/alm/features/<lm>/<split>.safetensors   cache: trunk and pooled states per clip (built on first use)
+
+The cache is keyed by the token LM's weights hash, so another encoder never reads stale states. Batches
+are a pure function of ``(seed, step)``: resuming needs only the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.store import StoreError, TokenStore
+from codec.vocab import Vocabulary
+from multimodal.encoder import WINDOW_FRAMES, AudioEncoder, pad_rows, states_of
+
+CACHE_FORMAT = "audiotok-alm-features/1"
+
+
+class ALMDataError(ValueError):
+    """The paired set cannot be used as given; the message says what to run."""
+
+
+def read_manifest(root: str | Path, split: str) -> list[dict]:
+    path = Path(root) / f"{split}.jsonl"
+    if not path.is_file():
+        raise ALMDataError(f"{path}: no such manifest; build the paired set with `make data-alm`")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ALMDataError(f"{path}: the manifest is empty")
+    return rows
+
+
+def lm_key(encoder: AudioEncoder) -> str:
+    """A short hash of the token LM's weights (names the feature cache)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(encoder.lm.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def store_codes(root: Path, split: str, rows: list[dict]) -> list[torch.Tensor]:
+    """Each row's codes ``[K, T]`` from ``root/tokens/<split>`` (items named by their audio file's stem)."""
+    path = root / "tokens" / split
+    try:
+        store = TokenStore.open(path, mode="r")
+    except StoreError as e:
+        raise ALMDataError(f"{path}: no token store ({e}); run `make data-alm`") from None
+    by_stem = {Path(i).stem: i for i in store.ids()}
+    missing = [r["id"] for r in rows if r["id"] not in by_stem]
+    if missing:
+        raise ALMDataError(f"{path} lacks {len(missing)} clips of {split}.jsonl (e.g. {missing[0]}); "
+                           "re-run `make data-alm` to tokenize them")  # fmt: skip
+    codes = [torch.from_numpy(np.asarray(store.read(by_stem[r["id"]]), dtype=np.int64)) for r in rows]
+    store.close()
+    return codes
+
+
+def build_features(
+    encoder: AudioEncoder, codes: list[torch.Tensor], batch: int = 16
+) -> dict[str, torch.Tensor]:
+    """Trunk states (clips of one window) and the frozen top's pooled states of every clip, concatenated
+    with offsets (fp16)."""
+    trunk, pooled = [None] * len(codes), [None] * len(codes)
+    order = sorted(range(len(codes)), key=lambda i: codes[i].shape[1])  # similar lengths batch together
+    for s in range(0, len(order), batch):
+        idx = order[s : s + batch]
+        with torch.no_grad():
+            states, mask = encoder.encode_codes([codes[i] for i in idx])
+            single = [i for i in idx if codes[i].shape[1] <= WINDOW_FRAMES]
+            trunks = (
+                encoder.trunk([codes[i][: encoder.lm.config.num_codebooks] for i in single]) if single else []
+            )
+        for j, i in enumerate(idx):
+            pooled[i] = states[j][mask[j]].half()
+        for i, t in zip(single, trunks):
+            trunk[i] = t.half()
+    D = encoder.dim
+    empty = torch.zeros(0, D, dtype=torch.float16)
+    trunk_rows = [t if t is not None else empty for t in trunk]
+    return {
+        "trunk": torch.cat(trunk_rows),
+        "trunk_offsets": torch.tensor(np.cumsum([0] + [len(t) for t in trunk_rows]), dtype=torch.int64),
+        "pooled": torch.cat(pooled),
+        "pooled_offsets": torch.tensor(np.cumsum([0] + [len(p) for p in pooled]), dtype=torch.int64),
+    }
+
+
+@dataclass
+class QAItem:
+    row: int
+    question: str
+    answer: str
+    type: str
+    template: str
+    heldout: bool
+
+
+class ALMData:
+    """One split of a paired set, with its encoder states (see the module docstring)."""
+
+    def __init__(self, root: str | Path, split: str, vocab: Vocabulary, encoder: AudioEncoder,
+                 caption_prob: float = 0.3, quiet: bool = True):  # fmt: skip
+        from safetensors.torch import load_file, save_file
+
+        self.root, self.split, self.vocab, self.encoder = Path(root), split, vocab, encoder
+        self.caption_prob = caption_prob
+        self.rows = read_manifest(self.root, split)
+        cache = self.root / "features" / lm_key(encoder) / f"{split}.safetensors"
+        ids = hashlib.sha256("\n".join(r["id"] for r in self.rows).encode()).hexdigest()
+        if cache.is_file() and json.loads(cache.with_suffix(".json").read_text()).get("ids") == ids:
+            feats = load_file(str(cache))
+        else:
+            if not quiet:
+                print(f"caching encoder states of {len(self.rows)} {split} clips in {cache}", flush=True)
+            feats = build_features(encoder, store_codes(self.root, split, self.rows))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            save_file(feats, str(tmp))
+            tmp.replace(cache)
+            cache.with_suffix(".json").write_text(json.dumps({"format": CACHE_FORMAT, "ids": ids}) + "\n")
+        self.feats = feats
+        self.trunk_ok = [
+            int(feats["trunk_offsets"][i + 1]) > int(feats["trunk_offsets"][i]) for i in range(len(self.rows))
+        ]
+        self.train_rows = [i for i in range(len(self.rows)) if self.trunk_ok[i] or encoder.mode == "frozen"]
+        self.qa = [
+            QAItem(i, q["question"], q["answer"], q["type"], q.get("template", ""), bool(q.get("heldout")))
+            for i, r in enumerate(self.rows)
+            for q in r.get("qa", [])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _slice(self, name: str, i: int) -> torch.Tensor:
+        o = self.feats[f"{name}_offsets"]
+        return self.feats[name][int(o[i]) : int(o[i + 1])].float()
+
+    def audio(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        """The given rows' encoder inputs for `AudioLanguageNet.states`: the cached pooled states when the
+        encoder is frozen, else the cached trunk states (the trainable top runs in the forward)."""
+        if self.encoder.mode == "frozen":
+            states, mask = pad_rows([self._slice("pooled", i) for i in rows], as_mask=True)
+            return {"states": states, "mask": mask}
+        trunk, lengths = pad_rows([self._slice("trunk", i) for i in rows])
+        return {"trunk": trunk, "lengths": lengths}
+
+    def states(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio states ``[B, P, D]`` and mask of the given rows."""
+        return states_of(self.encoder, self.audio(rows))
+
+    def pieces(self, text: str) -> list[int]:
+        return self.vocab.encode_text(text)
+
+    def batch(self, batch_size: int, seed: int, step: int, rank: int = 0) -> dict:
+        """Rows, question and answer pieces (an empty question asks for a caption) and one caption per row
+        for the contrastive loss: a pure function of the arguments."""
+        rng = np.random.default_rng([seed, step, rank])
+        rows = [self.train_rows[int(i)] for i in rng.integers(len(self.train_rows), size=batch_size)]
+        questions, answers, captions = [], [], []
+        for i in rows:
+            row = self.rows[i]
+            caps = [c["text"] for c in row.get("captions", [])]
+            qa = row.get("qa", [])
+            caption = caps[int(rng.integers(len(caps)))] if caps else ""
+            if not qa or (caps and rng.random() < self.caption_prob):
+                questions.append([])
+                answers.append(self.pieces(caption))
+            else:
+                q = qa[int(rng.integers(len(qa)))]
+                questions.append(self.pieces(q["question"]))
+                answers.append(self.pieces(q["answer"]))
+            captions.append(self.pieces(caption))
+        return {"rows": rows, "questions": questions, "answers": answers, "captions": captions}

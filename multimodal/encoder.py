@@ -1,0 +1,170 @@
+"""The audio encoder of the audio-language model: the pretrained token LM, read as a stack of states.
+
+A clip's codes ``[K, T]`` go through the token LM as it was trained (its pattern's cells, BOS first),
+in windows of at most `WINDOW_FRAMES` frames (20 s at 50 Hz; a longer clip is several windows, never cut).
+The encoder splits the LM in two:
+
+- the *trunk*, every layer but the last, always frozen. Its output is a pure function of the codes, so
+  training caches it once per clip (`multimodal.data`) instead of recomputing it every step;
+- the *top*, the last layer and the final norm, which the config keeps frozen (``frozen``), trains
+  (``top``) or adapts with rank-r LoRA on its query and value projections (``lora``).
+
+The top's states are mean-pooled over ``pool`` pattern steps (4 steps = 80 ms at 50 Hz), and a clip's
+windows are concatenated; a clip with more than ``max_states`` pooled states is average-pooled down to
+``max_states`` (long audio keeps its whole length at a coarser step). Rows are padded on the right and the
+LM is causal, so a row's states do not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tokenlm.data import item_cells
+from tokenlm.model import TokenLM
+
+WINDOW_FRAMES = 1000
+ENCODER_MODES = ("frozen", "top", "lora")
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + (alpha / r) * B(A(x))`` with ``base`` frozen and ``B`` zero at the start."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None):
+        super().__init__()
+        self.base = base
+        self.down = nn.Linear(base.in_features, rank, bias=False)
+        self.up = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+        self.scale = (alpha or rank) / rank
+
+    @property
+    def weight(self) -> torch.Tensor:  # what code reading ``proj.weight`` (e.g. fused decode) sees
+        return self.base.weight + self.scale * self.up.weight @ self.down.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * self.up(self.down(x))
+
+
+class AudioEncoder(nn.Module):
+    """Token LM states of a clip (see the module docstring)."""
+
+    def __init__(
+        self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = 4, max_states: int = 256
+    ):
+        super().__init__()
+        if mode not in ENCODER_MODES:
+            raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
+        self.lm, self.mode, self.pool, self.max_states = lm, mode, pool, max_states
+        lm.requires_grad_(False)
+        lm.eval()
+        top = lm.backbone.layers[-1]
+        if mode == "top":
+            top.requires_grad_(True)
+            lm.backbone.norm.requires_grad_(True)
+        elif mode == "lora":
+            top.self_attn.q_proj = LoRALinear(top.self_attn.q_proj, lora_rank)
+            top.self_attn.v_proj = LoRALinear(top.self_attn.v_proj, lora_rank)
+        self.num_layers = len(lm.backbone.layers)
+
+    @property
+    def dim(self) -> int:
+        return self.lm.config.hidden_size
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights that training changes (saved with the ALM; the rest is the token LM's)."""
+        return {k: v for k, v in self.state_dict().items() if self._trained(k)}
+
+    def _trained(self, key: str) -> bool:
+        last = f"lm.hf.backbone.layers.{self.num_layers - 1}."
+        if self.mode == "top":
+            return key.startswith(last) or key.startswith("lm.hf.backbone.norm.")
+        return self.mode == "lora" and (".down." in key or ".up." in key)
+
+    def windows(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """codes ``[K, T]`` -> windows of at most `WINDOW_FRAMES` frames, in order (all of T)."""
+        K = self.lm.config.num_codebooks
+        if codes.dim() != 2 or codes.shape[0] < K:
+            raise ValueError(f"codes must be [K>={K}, T], got shape {tuple(codes.shape)}")
+        if codes.shape[1] < 1:
+            raise ValueError("the clip has no frames (empty audio)")
+        codes = codes[:K].long()
+        return list(codes.split(WINDOW_FRAMES, dim=1))
+
+    @torch.no_grad()
+    def trunk(self, windows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Windows of codes -> the trunk's states ``[L_i, D]`` per window (one batched, padded pass)."""
+        lm = self.lm
+        cells = [item_cells(lm.pattern, w, lm.config.codebook_size) for w in windows]
+        L = max(c.length for c in cells)
+        N = lm.config.codebook_size
+        tokens = torch.stack([F.pad(c.tokens, (0, L - c.length), value=N) for c in cells])  # (B, Q, L)
+        books = torch.stack([F.pad(c.books, (0, L - c.length), value=-1) for c in cells])
+        device = next(lm.parameters()).device
+        x = lm.embed(tokens.to(device), books.to(device))
+        x = lm.run_layers(x, 0, self.num_layers - 1)
+        return [x[i, : c.length].float() for i, c in enumerate(cells)]
+
+    def head(self, trunk: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk states ``[B, L, D]`` (padded right), lengths ``[B]`` -> pooled top states ``[B, P, D]`` and
+        their mask ``[B, P]`` (True = a state), P = ceil(L / pool)."""
+        x = self.lm.run_layers(trunk, self.num_layers - 1, self.num_layers)
+        x = self.lm.backbone.norm(x)
+        return pool_states(x, lengths, self.pool)
+
+    def encode_codes(self, codes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips' codes ``[K, T_b]`` -> pooled states ``[B, P, D]`` and mask ``[B, P]``: every window of every
+        clip in one padded batch, then each clip's windows joined and capped at ``max_states``."""
+        per_clip = [self.windows(c) for c in codes]
+        flat = [w for ws in per_clip for w in ws]
+        trunks = self.trunk(flat)
+        states, mask = self.head(*pad_rows(trunks))
+        rows, i = [], 0
+        for ws in per_clip:
+            parts = [states[j][mask[j]] for j in range(i, i + len(ws))]
+            rows.append(cap_states(torch.cat(parts), self.max_states))
+            i += len(ws)
+        return pad_rows(rows, as_mask=True)
+
+
+def pad_rows(rows: list[torch.Tensor], as_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``[L_i, D]`` -> ``[B, L, D]`` padded with zeros, and lengths ``[B]`` (or the mask ``[B, L]``)."""
+    out = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    lengths = torch.tensor([len(r) for r in rows], device=out.device)
+    if as_mask:
+        return out, torch.arange(out.shape[1], device=out.device)[None] < lengths[:, None]
+    return out, lengths
+
+
+def pool_states(x: torch.Tensor, lengths: torch.Tensor, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of each ``pool`` consecutive valid states: ``[B, L, D]`` -> ``[B, ceil(L/pool), D]`` + mask."""
+    B, L, D = x.shape
+    P = -(-L // pool)
+    valid = (torch.arange(L, device=x.device)[None] < lengths.to(x.device)[:, None]).to(x.dtype)  # (B, L)
+    x = F.pad(x * valid[..., None], (0, 0, 0, P * pool - L)).reshape(B, P, pool, D).sum(2)
+    count = F.pad(valid, (0, P * pool - L)).reshape(B, P, pool).sum(2)
+    return x / count.clamp(min=1)[..., None], count > 0
+
+
+def cap_states(states: torch.Tensor, max_states: int) -> torch.Tensor:
+    """``[P, D]`` -> at most ``max_states`` rows, by averaging neighbours (the whole clip stays in)."""
+    if len(states) <= max_states:
+        return states
+    return F.adaptive_avg_pool1d(states.T[None], max_states)[0].T
+
+
+def states_of(encoder: AudioEncoder, audio: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder inputs -> states ``[B, P, D]`` + mask: ``{"states", "mask"}`` pass through; ``{"trunk",
+    "lengths"}`` (single-window clips) go through the top and are capped at ``max_states``."""
+    if "states" in audio:
+        return audio["states"], audio["mask"]
+    states, mask = encoder.head(audio["trunk"], audio["lengths"])
+    return pad_rows([cap_states(s[m], encoder.max_states) for s, m in zip(states, mask)], as_mask=True)

@@ -1,0 +1,248 @@
+"""The audio-language network: the token LM as audio encoder, a connector, a text decoder and a CLAP head.
+
+::
+
+    codes [K, T] -> AudioEncoder (token LM; frozen / top layer trained / LoRA) -> states [P, De] (12.5 Hz)
+        -> connector -> prefix [P', H] -> text decoder (Llama over the Vocabulary's specials + text pieces)
+           row: prefix, <bos> question pieces <text_start> answer pieces <eos>; the loss is on the answer
+        -> mean pool -> audio projection --\
+    caption pieces -> text encoder -> text projection -> one embedding space (InfoNCE, CLAP-style)
+
+Connectors (compared in BENCHMARKS.md at equal data and budget):
+
+- ``prefix`` (Pengi): every pooled state through an MLP, in order, as the decoder's prefix;
+- ``qformer`` (BLIP-2 / SALMONN): ``num_queries`` learned queries cross-attend to the states, and only
+  those queries are the prefix (a fixed, shorter prefix whatever the clip's length).
+
+``audio_input: false`` withholds the audio (an empty prefix): the question-only baseline, the same
+architecture trained on the same questions and answers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from codec.vocab import Vocabulary
+from multimodal.encoder import AudioEncoder, pad_rows, states_of
+
+CONNECTORS = ("prefix", "qformer")
+
+
+@dataclass
+class ALMConfig:
+    """The ``model:`` section of a configs/multimodal YAML."""
+
+    connector: str = "prefix"  # prefix | qformer
+    encoder_mode: str = "frozen"  # frozen | top | lora (see multimodal.encoder)
+    lora_rank: int = 8
+    pool: int = 4  # token LM steps per audio state
+    max_states: int = 256  # longer clips are average-pooled down to this many states
+    audio_input: bool = True  # false: the question-only baseline
+    num_queries: int = 16  # qformer
+    connector_layers: int = 2  # qformer
+    hidden_size: int = 256
+    num_layers: int = 3
+    num_heads: int = 4
+    intermediate_size: int = 688
+    text_layers: int = 2
+    embed_dim: int = 128
+    max_text_tokens: int = 48  # question or answer pieces
+
+    def __post_init__(self) -> None:
+        if self.connector not in CONNECTORS:
+            raise ValueError(f"connector must be one of {CONNECTORS}, got {self.connector!r}")
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = "model") -> ALMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**raw)
+
+
+class QFormer(nn.Module):
+    """Learned queries that read the audio states through cross-attention."""
+
+    def __init__(self, cfg: ALMConfig, dim_in: int):
+        super().__init__()
+        H = cfg.hidden_size
+        self.inp = nn.Sequential(nn.LayerNorm(dim_in), nn.Linear(dim_in, H))
+        self.queries = nn.Parameter(torch.randn(cfg.num_queries, H) * 0.02)
+        layer = nn.TransformerDecoderLayer(
+            H, cfg.num_heads, cfg.intermediate_size, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerDecoder(layer, cfg.connector_layers)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = states.shape[0]
+        q = self.queries[None].expand(B, -1, -1)
+        out = self.layers(q, self.inp(states), memory_key_padding_mask=~mask)
+        return out, torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
+
+
+class PrefixMLP(nn.Module):
+    """Each audio state through an MLP into the decoder's width (the prefix keeps the states' order)."""
+
+    def __init__(self, cfg: ALMConfig, dim_in: int):
+        super().__init__()
+        H = cfg.hidden_size
+        self.net = nn.Sequential(nn.LayerNorm(dim_in), nn.Linear(dim_in, H), nn.GELU(), nn.Linear(H, H))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(states), mask
+
+
+class AudioLanguageNet(nn.Module):
+    """See the module docstring. Text ids are the Vocabulary's (specials then text pieces)."""
+
+    def __init__(self, cfg: ALMConfig, vocab: Vocabulary, encoder: AudioEncoder):
+        super().__init__()
+        if vocab.text_size == 0:
+            raise ValueError("the audio-language model needs a vocabulary with a text model")
+        self.cfg, self.vocab, self.encoder = cfg, vocab, encoder
+        De, H, V = encoder.dim, cfg.hidden_size, vocab.audio_offset
+        self.connector = (PrefixMLP if cfg.connector == "prefix" else QFormer)(cfg, De)
+        max_prefix = cfg.num_queries if cfg.connector == "qformer" else cfg.max_states
+        llama = LlamaConfig(
+            vocab_size=V, hidden_size=H, intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+            max_position_embeddings=max_prefix + 2 * cfg.max_text_tokens + 4, rms_norm_eps=1e-6,
+            bos_token_id=vocab.bos_id, eos_token_id=vocab.eos_id, pad_token_id=vocab.pad_id,
+            tie_word_embeddings=True,
+        )  # fmt: skip
+        llama._attn_implementation = "sdpa"
+        self.decoder = LlamaForCausalLM(llama)
+        layer = nn.TransformerEncoderLayer(
+            H, cfg.num_heads, cfg.intermediate_size, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.text_encoder = nn.TransformerEncoder(layer, cfg.text_layers, enable_nested_tensor=False)
+        self.text_positions = nn.Parameter(torch.randn(2 * cfg.max_text_tokens + 2, H) * 0.02)
+        self.text_proj = nn.Linear(H, cfg.embed_dim)
+        self.audio_proj = nn.Sequential(
+            nn.LayerNorm(De), nn.Linear(De, H), nn.GELU(), nn.Linear(H, cfg.embed_dim)
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(
+        self, audio: dict, questions, answers, captions, clip_weight: float
+    ) -> dict[str, torch.Tensor]:
+        """One training batch -> ``{"loss", "answer", "clip"}``; ``audio`` is `multimodal.data.ALMData.audio`'s
+        (under DDP the whole loss runs inside the wrapped module's forward)."""
+        states, mask = states_of(self.encoder, audio)
+        answer = self.answer_loss(states, mask, questions, answers)
+        clip = self.contrastive_loss(self.audio_embedding(states, mask), self.text_embedding(captions))
+        return {"loss": answer + clip_weight * clip, "answer": answer, "clip": clip}
+
+    # ---------------------------------------------------------------------------------- pieces
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.decoder.get_input_embeddings()
+
+    def prefix(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio states ``[B, P, De]`` + mask -> the decoder's prefix ``[B, P', H]`` + mask (empty when
+        the audio is withheld)."""
+        if not self.cfg.audio_input:
+            B = states.shape[0]
+            return states.new_zeros(B, 0, self.cfg.hidden_size), mask.new_zeros(B, 0)
+        return self.connector(states, mask)
+
+    def _rows(self, prefix, pmask, pieces: list[list[int]]) -> tuple[list[torch.Tensor], list[int]]:
+        """Each row's prefix states then its token embeddings; and the prefix lengths."""
+        emb = self.token_embedding
+        device = prefix.device
+        rows, starts = [], []
+        for b, ids in enumerate(pieces):
+            p = prefix[b][pmask[b]]
+            rows.append(torch.cat([p, emb(torch.tensor(ids, dtype=torch.long, device=device))]))
+            starts.append(len(p))
+        return rows, starts
+
+    def answer_loss(self, states, mask, questions: list[list[int]], answers: list[list[int]]) -> torch.Tensor:
+        """Mean cross-entropy of the answers' pieces and ``eos`` given audio and question (teacher forcing)."""
+        v = self.vocab
+        prefix, pmask = self.prefix(states, mask)
+        pieces = [[v.bos_id, *q, v.special_id("text_start"), *a] for q, a in zip(questions, answers)]
+        rows, starts = self._rows(prefix, pmask, pieces)
+        x, lengths = pad_rows(rows)
+        L = x.shape[1]
+        targets = torch.full((len(rows), L), -100, dtype=torch.long, device=x.device)
+        for b, (q, a) in enumerate(zip(questions, answers)):
+            first = starts[b] + len(q) + 1  # the text_start position predicts the answer's first piece
+            targets[b, first : first + len(a) + 1] = torch.tensor([*a, v.eos_id], device=x.device)
+        attn = (torch.arange(L, device=x.device)[None] < lengths[:, None]).long()
+        logits = self.decoder(inputs_embeds=x, attention_mask=attn).logits
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+        )
+
+    @torch.no_grad()
+    def generate(self, states, mask, questions: list[list[int]], max_new_tokens: int = 40) -> list[list[int]]:
+        """Greedy answers (pieces, without ``eos``) to each row's question; an empty question captions."""
+        v = self.vocab
+        prefix, pmask = self.prefix(states, mask)
+        pieces = [[v.bos_id, *q, v.special_id("text_start")] for q in questions]
+        rows, _ = self._rows(prefix, pmask, pieces)
+        L = max(len(r) for r in rows)
+        x = torch.stack([F.pad(r, (0, 0, L - len(r), 0)) for r in rows])  # left-padded for generation
+        attn = torch.stack([torch.arange(L, device=x.device) >= L - len(r) for r in rows]).long()
+        out = self.decoder.generate(
+            inputs_embeds=x, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
+            eos_token_id=v.eos_id, pad_token_id=v.pad_id, bos_token_id=v.bos_id,
+        )  # fmt: skip
+        result = []
+        for row in out.tolist():
+            ids = row[: row.index(v.eos_id)] if v.eos_id in row else row
+            result.append([i for i in ids if v.kind_of(i) == "text"])
+        return result
+
+    # ------------------------------------------------------------------------------- alignment
+    def audio_embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, P, De]`` + mask -> unit vectors ``[B, E]`` (masked mean, then the projection)."""
+        m = mask[..., None].to(states.dtype)
+        pooled = (states * m).sum(1) / m.sum(1).clamp(min=1)
+        return F.normalize(self.audio_proj(pooled), dim=-1)
+
+    def text_embedding(self, pieces: list[list[int]]) -> torch.Tensor:
+        """Texts' pieces -> unit vectors ``[B, E]`` (bidirectional encoder over the shared embeddings)."""
+        limit = self.text_positions.shape[0]
+        device = self.text_positions.device
+        rows = [
+            torch.tensor([self.vocab.bos_id, *p][:limit], dtype=torch.long, device=device) for p in pieces
+        ]
+        ids, lengths = pad_rows(rows)
+        mask = torch.arange(ids.shape[1], device=device)[None] < lengths[:, None]
+        x = self.token_embedding(ids) + self.text_positions[: ids.shape[1]]
+        x = self.text_encoder(x, src_key_padding_mask=~mask)
+        m = mask[..., None].to(x.dtype)
+        return F.normalize(self.text_proj((x * m).sum(1) / m.sum(1)), dim=-1)
+
+    def contrastive_loss(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE over a batch of matching (audio, text) unit vectors."""
+        logits = self.logit_scale.exp().clamp(max=100) * audio @ text.T
+        labels = torch.arange(len(audio), device=audio.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    # ------------------------------------------------------------------------------------ state
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """What an ALM checkpoint holds: everything but the frozen token LM."""
+        enc = {f"encoder.{k}": v for k, v in self.encoder.trainable_state().items()}
+        own = {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith("encoder.") and k != "decoder.lm_head.weight"
+        }  # fmt: skip  (tied)
+        return {**own, **enc}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        expected = set(self.trainable_state())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"weights do not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+        self.load_state_dict(state, strict=False)

@@ -1,0 +1,245 @@
+"""The audio-language model: encoder, network, training (resume), the Python API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from codec.audio import AudioError
+from multimodal.api import REFUSAL, SILENT_ANSWER, SILENT_CAPTION, AudioLanguageModel
+from multimodal.encoder import WINDOW_FRAMES, AudioEncoder, cap_states, pool_states
+from multimodal.model import ALMConfig, AudioLanguageNet
+from multimodal.train import load_config, train
+from tokenlm.cli import DEFAULT_LM
+from tokenlm.model import TokenLM
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "multimodal"
+
+
+@pytest.fixture(scope="module")
+def lm() -> TokenLM:
+    return TokenLM.from_pretrained(DEFAULT_LM)
+
+
+# ------------------------------------------------------------------------------------ encoder
+def test_run_layers_equals_the_backbone_forward(lm):
+    codes = torch.randint(0, 1024, (12, 40))
+    enc = AudioEncoder(lm)
+    (trunk,) = enc.trunk([codes])
+    top = lm.backbone.norm(lm.run_layers(trunk[None], enc.num_layers - 1))
+    from tokenlm.data import item_cells
+
+    cells = item_cells(lm.pattern, codes, 1024)
+    with torch.no_grad():
+        ref = lm.backbone(inputs_embeds=lm.embed(cells.tokens[None], cells.books[None])).last_hidden_state
+    torch.testing.assert_close(top, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_encoder_batch_equals_single_and_long_audio_keeps_every_window(lm):
+    enc = AudioEncoder(lm, max_states=1000)
+    a, b = torch.randint(0, 1024, (12, 90)), torch.randint(0, 1024, (12, 31))
+    states, mask = enc.encode_codes([a, b])
+    for i, c in enumerate((a, b)):
+        s, m = enc.encode_codes([c])
+        torch.testing.assert_close(states[i][mask[i]], s[0][m[0]], atol=1e-5, rtol=1e-5)
+    long = torch.randint(0, 1024, (12, WINDOW_FRAMES + 300))
+    assert [w.shape[1] for w in enc.windows(long)] == [WINDOW_FRAMES, 300]
+    s, m = enc.encode_codes([long])
+    steps = [w.shape[1] + 12 for w in enc.windows(long)]  # delay pattern: T + K - 1 steps, plus BOS
+    assert int(m.sum()) == sum(-(-n // enc.pool) for n in steps)
+    capped, cm = AudioEncoder(lm, max_states=64).encode_codes([long])
+    assert int(cm.sum()) == 64
+    with pytest.raises(ValueError, match="no frames"):
+        enc.windows(torch.zeros(12, 0, dtype=torch.long))
+
+
+def test_pooling_and_capping_average_whole_clips():
+    x = torch.arange(10.0).reshape(1, 10, 1)
+    pooled, mask = pool_states(x, torch.tensor([7]), 4)
+    assert pooled[0, :, 0].tolist() == [1.5, 5.0, 0.0] and mask[0].tolist() == [True, True, False]
+    states = torch.arange(12.0)[:, None]
+    assert cap_states(states, 4)[:, 0].tolist() == [1.0, 4.0, 7.0, 10.0]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_config_builds_and_takes_a_step(name, paired_set):
+    from codec.vocab import Vocabulary
+    from multimodal.text import train_vocabulary
+
+    model_cfg, _ = load_config(CONFIGS / f"{name}.yaml")
+    vocab_dir = paired_set / "vocab-test"
+    vocab = (Vocabulary.load(vocab_dir / "vocab.json") if (vocab_dir / "vocab.json").is_file()
+             else train_vocabulary(["a tone sound", "is it a tone?", "yes", "no"], vocab_dir, 12, 1024, 40))  # fmt: skip
+    net = AudioLanguageNet(
+        model_cfg, vocab, AudioEncoder(TokenLM.from_pretrained(DEFAULT_LM), model_cfg.encoder_mode)
+    )
+    codes = [torch.randint(0, 1024, (12, 30)), torch.randint(0, 1024, (12, 20))]
+    trunk = net.encoder.trunk(codes)
+    from multimodal.encoder import pad_rows
+
+    x, lengths = pad_rows(trunk)
+    q, a = [vocab.encode_text("is it a tone?")] * 2, [vocab.encode_text("yes"), vocab.encode_text("no")]
+    out = net({"trunk": x, "lengths": lengths}, q, a, a, 0.5)
+    out["loss"].backward()
+    trained = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is not None]
+    assert trained and all(
+        not n.startswith("encoder.") or model_cfg.encoder_mode != "frozen" for n in trained
+    )
+    if model_cfg.encoder_mode != "frozen":
+        assert any(n.startswith("encoder.") for n in trained)
+
+
+def test_question_only_baseline_ignores_the_audio(paired_set, lm):
+    from codec.vocab import Vocabulary
+    from multimodal.text import train_vocabulary
+
+    vocab_dir = paired_set / "vocab-q"
+    vocab = train_vocabulary(["is it a tone?", "yes", "no"], vocab_dir, 12, 1024, 30)
+    cfg, _ = load_config(CONFIGS / "question-only.yaml")
+    assert not cfg.audio_input
+    net = AudioLanguageNet(cfg, Vocabulary.load(vocab_dir / "vocab.json"), AudioEncoder(lm)).eval()
+    states, mask = net.encoder.encode_codes(
+        [torch.randint(0, 1024, (12, 50)), torch.randint(0, 1024, (12, 80))]
+    )
+    prefix, pmask = net.prefix(states, mask)
+    assert prefix.shape[1] == 0
+    q = [vocab.encode_text("is it a tone?")] * 2
+    a = net.generate(states, mask, q, max_new_tokens=4)
+    assert a[0] == a[1]
+
+
+# ----------------------------------------------------------------------------------- training
+def test_resume_equals_an_uninterrupted_run(paired_set, tmp_path):
+    model_cfg, cfg = load_config(CONFIGS / "tiny.yaml")
+    whole = train(model_cfg, cfg, paired_set, tmp_path / "whole", quiet=True)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    train(model_cfg, cfg, paired_set, tmp_path / "split", max_steps=2, quiet=True)
+    AcceleratorState._reset_state(True)
+    resumed = train(model_cfg, cfg, paired_set, tmp_path / "split", quiet=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
+    history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
+    assert "eval/accuracy" in history[-1] and "eval/retrieval_r1" in history[-1]
+    assert not any(
+        k.startswith("encoder.lm.hf.embeddings") for k in a
+    )  # the token LM is referenced, not copied
+
+
+# ---------------------------------------------------------------------------------------- API
+def _wav(paired_set: Path, i: int = 0) -> Path:
+    return paired_set / "audio" / "train" / f"train-{i:03d}.wav"
+
+
+def test_every_input_type_gives_the_same_answer(tiny_alm, paired_set):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    path = _wav(paired_set)
+    wave, sr = sf.read(path, dtype="float32")
+    tokens = alm.codec.encode(torch.from_numpy(wave), sr)
+    by_path = alm.caption(path)
+    assert isinstance(by_path, str)
+    assert alm.caption(str(path)) == by_path
+    assert alm.caption((wave, sr)) == by_path
+    assert alm.caption(wave, sample_rate=sr) == by_path
+    assert alm.caption(torch.from_numpy(wave), sample_rate=sr) == by_path
+    assert alm.caption(tokens) == by_path
+    resampled = alm.caption(np.repeat(wave, 2)[: 2 * len(wave)], sample_rate=2 * sr)  # another rate works
+    assert isinstance(resampled, str)
+    with pytest.raises(ValueError, match="sample rate"):
+        alm.caption(wave)
+
+
+def test_batches_equal_one_by_one(tiny_alm, paired_set):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    paths = [_wav(paired_set, i) for i in range(4)]
+    questions = ["what sound is it?", "is it a tone?", "what sound is it?", "is it a tone?"]
+    assert alm.caption(paths) == [alm.caption(p) for p in paths]
+    assert alm.ask(paths, questions) == [alm.ask(p, q) for p, q in zip(paths, questions)]
+    assert alm.ask(paths, "is it a tone?") == [alm.ask(p, "is it a tone?") for p in paths]
+    emb = alm.embed_audio(paths)
+    assert emb.shape == (4, alm.config.embed_dim)
+    np.testing.assert_allclose(emb[2], alm.embed_audio(paths[2]), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    text = alm.embed_text(["a tone sound", "a noise sound"])
+    np.testing.assert_allclose(text[1], alm.embed_text("a noise sound"), atol=1e-5)
+    with pytest.raises(ValueError, match="2 questions for 4"):
+        alm.ask(paths, questions[:2])
+
+
+def test_retrieve_ranks_by_the_embeddings(tiny_alm, paired_set):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    candidates = ["a tone sound", "a noise sound", "a chirp sound"]
+    ranked = alm.retrieve(_wav(paired_set), candidates)
+    scores = alm.embed_text(candidates) @ alm.embed_audio(_wav(paired_set))
+    assert [t for t, _ in ranked] == [candidates[j] for j in np.argsort(-scores, kind="stable")]
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    many = alm.retrieve([_wav(paired_set, 0), _wav(paired_set, 1)], candidates)
+    assert len(many) == 2 and [t for t, _ in many[0]] == [t for t, _ in ranked]
+    np.testing.assert_allclose([s for _, s in many[0]], [s for _, s in ranked], atol=1e-5)
+
+
+def test_bad_audio_and_questions_get_clear_answers(tiny_alm, paired_set, tmp_path):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, dtype=np.float32), 16000)
+    assert alm.caption(silent) == SILENT_CAPTION
+    assert alm.ask(silent, "is there speech?") == SILENT_ANSWER
+    assert alm.ask([silent, _wav(paired_set)], "is it a tone?")[0] == SILENT_ANSWER
+    assert np.all(alm.embed_audio(silent) == 0)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(AudioError):
+        alm.caption(corrupt)
+    with pytest.raises(AudioError, match="empty"):
+        alm.caption(np.zeros(0, dtype=np.float32), sample_rate=16000)
+    with pytest.raises(AudioError, match="longer than"):
+        alm.caption(np.zeros(16000 * 601, dtype=np.float32) + 0.1, sample_rate=16000)
+    assert alm.ask(_wav(paired_set), "").startswith(REFUSAL)
+    assert alm.ask(_wav(paired_set), "   ").startswith(REFUSAL)
+    assert alm.ask(_wav(paired_set), "is it " + "very " * 200 + "loud?").startswith(REFUSAL)
+    assert isinstance(alm.ask(_wav(paired_set), "¿qué es esto? 这是什么"), str)  # unknown words: an answer
+
+
+def test_long_audio_is_windowed_not_cut(tiny_alm):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    sr = 16000
+    t = np.arange(int(45 * sr)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert isinstance(alm.caption(wave, sample_rate=sr), str)
+    silent, states, mask, _ = alm._states((wave, sr), None)
+    assert int(mask.sum()) == alm.config.max_states  # 45 s is 3 windows, averaged down, not truncated
+
+
+def test_cli_caption_and_ask(tiny_alm, paired_set, tmp_path, capsys):
+    from audiotok.cli import main
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    assert main(["caption", str(_wav(paired_set)), str(bad), "--model", str(tiny_alm), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 1 and out[0]["file"] == str(_wav(paired_set)) and isinstance(out[0]["caption"], str)
+    assert main(["ask", str(_wav(paired_set)), "is it a tone?", "--model", str(tiny_alm), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    assert answer == {"file": str(_wav(paired_set)), "question": "is it a tone?",
+                      "answer": alm.ask(_wav(paired_set), "is it a tone?")}  # fmt: skip
+    assert main(["caption", str(_wav(paired_set)), "--model", str(tmp_path / "nowhere")]) == 2
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  conector: prefix\n")
+    with pytest.raises(ValueError, match="conector"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="connector must be"):
+        ALMConfig(connector="perceiver")
