@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm clean
+.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm data-alm train-alm bench-alm clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -69,6 +69,31 @@ bench-lm: $(STAMP)
 		$(BIN)/python bench/tokenlm_compress.py --stores data/tokens/unseen-words --limit 65 \
 		--title "Token LM compression on unseen words (ktuberling-data)"; fi
 	$(BIN)/python bench/tokenlm_patterns.py
+
+# The audio-language model's paired set (multimodal/scenes.py): compositional scenes and real clips with
+# captions and questions, from installed packages, tokenized with the default codec. Rerunning resumes.
+data-alm: data
+	test -d /usr/share/ktuberling/sounds || (apt-get update -q && apt-get install -y -q --no-install-recommends ktuberling-data)
+	test -d /usr/share/games/neverball || (apt-get update -q && apt-get install -y -q --no-install-recommends neverball-data)
+	$(BIN)/audiotok data build-alm --out data/alm
+	rc=0; for s in train valid test unseen; do \
+		$(BIN)/audiotok tokenize @data/alm/lists/$$s.jsonl -o data/alm/tokens/$$s --quiet || rc=1; done; exit $$rc
+
+# The shipped audio-language model's recipe (multimodal/weights/default/RECIPE.md): make data-alm first.
+train-alm: $(STAMP)
+	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
+		--data data/alm --out runs/alm-small --steps 2000 --threads 1
+	$(BIN)/python -m multimodal.export runs/alm-small/export --out multimodal/weights/default --config small
+
+# Connectors, encoder modes and the question-only baseline at equal budget (400 steps each), then the test
+# and unseen splits, retrieval, zero-shot, caption metrics and speed of the shipped model (BENCHMARKS.md).
+ALM_COMPARE := small qformer question-only top lora
+bench-alm: $(STAMP)
+	./scripts/install_caption_metrics.sh || echo "caption metrics: SPICE/SPIDEr unavailable (see above)"
+	for c in $(ALM_COMPARE); do $(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train \
+		--config configs/multimodal/$$c.yaml --data data/alm --out runs/alm-cmp-$$c --steps 400 --threads 1 --quiet; done
+	$(BIN)/python bench/alm_eval.py --question-only runs/alm-cmp-question-only/export \
+		--compare prefix-400=runs/alm-cmp-small/export,qformer-400=runs/alm-cmp-qformer/export,top-400=runs/alm-cmp-top/export,lora-400=runs/alm-cmp-lora/export
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py

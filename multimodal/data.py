@@ -59,13 +59,25 @@ def store_codes(root: Path, split: str, rows: list[dict]) -> list[torch.Tensor]:
     except StoreError as e:
         raise ALMDataError(f"{path}: no token store ({e}); run `make data-alm`") from None
     by_stem = {Path(i).stem: i for i in store.ids()}
-    missing = [r["id"] for r in rows if r["id"] not in by_stem]
-    if missing:
-        raise ALMDataError(f"{path} lacks {len(missing)} clips of {split}.jsonl (e.g. {missing[0]}); "
-                           "re-run `make data-alm` to tokenize them")  # fmt: skip
-    codes = [torch.from_numpy(np.asarray(store.read(by_stem[r["id"]]), dtype=np.int64)) for r in rows]
+    by_sha = {store.row(i)["sha256"]: i for i in store.ids()}
+    items = []
+    for r in rows:  # tokenize stores a repeated file once: find a copy by its sha256
+        item = by_stem.get(r["id"]) or by_sha.get(_file_sha256(root / r["path"]))
+        if item is None:
+            raise ALMDataError(
+                f"{path} lacks clip {r['id']} of {split}.jsonl; re-run `make data-alm` to tokenize it"
+            )
+        items.append(item)
+    codes = [torch.from_numpy(np.asarray(store.read(i), dtype=np.int64)) for i in items]
     store.close()
     return codes
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def build_features(
