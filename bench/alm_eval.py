@@ -23,130 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections import Counter
 from pathlib import Path
-
-import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
-from multimodal.api import AudioLanguageModel  # noqa: E402
-from multimodal.data import ALMData, read_manifest  # noqa: E402
-from multimodal.text import normalize_answer  # noqa: E402
+from eval.alm_eval import evaluate_alm, render  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "alm"
-
-
-def answers(alm: AudioLanguageModel, data: ALMData, items: list, batch: int = 64) -> list[str]:
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(items), batch):
-            chunk = items[s : s + batch]
-            states, mask = data.states([q.row for q in chunk])
-            got = alm.net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8)
-            out += [alm.vocab.decode_text(g) for g in got]
-    return out
-
-
-def accuracy(items: list, predicted: list[str]) -> dict:
-    """Overall and per-type share of exact (normalized) matches."""
-    per: dict[str, list[int]] = {}
-    for q, p in zip(items, predicted):
-        per.setdefault(q.type, []).append(normalize_answer(p) == normalize_answer(q.answer))
-    flat = [x for v in per.values() for x in v]
-    return {"overall": float(np.mean(flat)) if flat else float("nan"), "n": len(flat),
-            **{k: float(np.mean(v)) for k, v in sorted(per.items())}}  # fmt: skip
-
-
-def majority(train_rows: list[dict], items: list) -> tuple[dict, dict]:
-    """Accuracy of always answering the train split's most common answer, overall and per type."""
-    overall = Counter(normalize_answer(q["answer"]) for r in train_rows for q in r.get("qa", []))
-    by_type: dict[str, Counter] = {}
-    for r in train_rows:
-        for q in r.get("qa", []):
-            by_type.setdefault(q["type"], Counter())[normalize_answer(q["answer"])] += 1
-    top = overall.most_common(1)[0][0]
-    glob = accuracy(items, [top] * len(items))
-    typed = accuracy(items, [by_type.get(q.type, overall).most_common(1)[0][0] for q in items])
-    return glob, typed
-
-
-def retrieval(alm: AudioLanguageModel, data: ALMData, n: int = 100) -> dict:
-    rows = [i for i, r in enumerate(data.rows) if r.get("captions")][:n]
-    with torch.no_grad():
-        audio = alm.net.audio_embedding(*data.states(rows))
-        text = alm.net.text_embedding([data.pieces(data.rows[i]["captions"][0]["text"]) for i in rows])
-    sim = (audio @ text.T).numpy()
-    target = np.arange(len(rows))
-
-    def recall(s: np.ndarray, k: int) -> float:
-        ranks = (s > s[target, target][:, None]).sum(1)
-        return float((ranks < k).mean())
-
-    return {"candidates": len(rows), "a2t_r1": recall(sim, 1), "a2t_r5": recall(sim, 5),
-            "t2a_r1": recall(sim.T, 1), "t2a_r5": recall(sim.T, 5)}  # fmt: skip
-
-
-def zero_shot(alm: AudioLanguageModel, data: ALMData) -> dict:
-    """Single-event clips ranked against one text per label: sound labels and instruments."""
-    out = {}
-    for kind, key, template in (("sfx", "label", "the sound of {}"), ("music", "instrument", "a {} plays")):
-        rows, labels = [], []
-        for i, r in enumerate(data.rows):
-            ev = r.get("events") or []
-            if len(ev) == 1 and ev[0].get("kind") == kind and ev[0].get(key):
-                rows.append(i)
-                labels.append(str(ev[0][key]))
-        names = sorted(set(labels))
-        if len(names) < 2:
-            continue
-        with torch.no_grad():
-            audio = alm.net.audio_embedding(*data.states(rows))
-            text = alm.net.text_embedding([data.pieces(template.format(n)) for n in names])
-        best = (audio @ text.T).argmax(1).numpy()
-        out[kind] = {"accuracy": float(np.mean([names[b] == lab for b, lab in zip(best, labels)])),
-                     "clips": len(rows), "labels": len(names), "chance": 1 / len(names)}  # fmt: skip
-    return out
-
-
-def captions(alm: AudioLanguageModel, data: ALMData, n: int) -> tuple[dict, list]:
-    rows = [i for i, r in enumerate(data.rows) if r.get("captions")][:n]
-    preds = []
-    with torch.no_grad():
-        for s in range(0, len(rows), 32):
-            chunk = rows[s : s + 32]
-            states, mask = data.states(chunk)
-            preds += [alm.vocab.decode_text(g) for g in alm.net.generate(states, mask, [[]] * len(chunk), 40)]
-    refs = [[c["text"] for c in data.rows[i]["captions"]] for i in rows]
-    examples = [
-        {"id": data.rows[i]["id"], "caption": p, "references": r[:2]} for i, p, r in zip(rows, preds, refs)
-    ]
-    from eval.caption_metrics import caption_scores, metrics_available
-
-    ok, why = metrics_available(spice=False)
-    if not ok:
-        return {"unavailable": why}, examples
-    ok_spice, _ = metrics_available(spice=True)
-    return caption_scores(preds, refs, spice=ok_spice), examples
-
-
-def speed(alm: AudioLanguageModel, root: Path, rows: list[dict], n: int = 64) -> dict:
-    paths = [root / r["path"] for r in rows[:n]]
-    seconds = sum(r.get("seconds", 0) for r in rows[:n])
-    t = time.perf_counter()
-    for s in range(0, len(paths), 16):
-        alm.caption(paths[s : s + 16])
-    cap = time.perf_counter() - t
-    t = time.perf_counter()
-    for s in range(0, len(paths), 16):
-        alm.ask(paths[s : s + 16], "how many sounds are there?")
-    ask = time.perf_counter() - t
-    return {"clips": len(paths), "audio_seconds": seconds, "captions_per_s": len(paths) / cap,
-            "answers_per_s": len(paths) / ask, "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,101 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--captions", type=int, default=200)
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    root = Path(args.data)
-    train_rows = read_manifest(root, "train")
-    report: dict = {"model": args.model}
-    models = {"shipped": args.model}
-    if args.question_only:
-        models["question-only"] = args.question_only
-    for pair in filter(None, args.compare.split(",")):
-        name, path = pair.split("=", 1)
-        models[name] = path
-    qa: dict = {}
-    for name, spec in models.items():
-        alm = AudioLanguageModel.from_pretrained(spec)
-        entry = {"config": alm.provenance.get("config"), "trained_steps": alm.provenance.get("trained_steps")}
-        for split in ("test", "unseen"):
-            data = ALMData(root, split, alm.vocab, alm.net.encoder)
-            seen = [q for q in data.qa if not q.heldout]
-            held = [q for q in data.qa if q.heldout]
-            entry[split] = accuracy(seen, answers(alm, data, seen))
-            if held:
-                entry[f"{split}_heldout"] = accuracy(held, answers(alm, data, held))
-            if split == "test":
-                entry["retrieval"] = retrieval(alm, data)
-                if name == "shipped":
-                    entry["majority"], entry["majority_by_type"] = majority(train_rows, seen)
-                    entry["zero_shot"] = zero_shot(alm, data)
-                    entry["captions"], entry["caption_examples"] = captions(alm, data, args.captions)
-                    entry["speed"] = speed(alm, root, data.rows)
-        qa[name] = entry
-        print(name, json.dumps({k: v for k, v in entry.items() if k != "caption_examples"})[:800], flush=True)
-    report["models"] = qa
+    compare = dict(pair.split("=", 1) for pair in filter(None, args.compare.split(",")))
+    report = evaluate_alm(args.model, args.data, args.question_only, compare, args.captions)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "alm_eval.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_write:
         update_section("Audio-language model", render(report))
     return 0
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{100 * x:.1f}"
-
-
-def render(report: dict) -> str:
-    m = report["models"]
-    ship = m["shipped"]
-    types = sorted(k for k in ship["test"] if k not in ("overall", "n"))
-    cols = ["shipped"] + [k for k in m if k != "shipped"]
-    lines = ["QA accuracy (%) on the test split, training wordings; majority = the train split's most common "
-             "answer (overall / per question type):", "",
-             "| question type | n | " + " | ".join(cols) + " | majority | majority by type |",
-             "|---|---:|" + "---:|" * (len(cols) + 2)]  # fmt: skip
-    counts = Counter(q for q in types)
-    for t in ["overall", *types]:
-        row = [_pct(m[c]["test"].get(t)) for c in cols]
-        n = ship["test"]["n"] if t == "overall" else ""
-        lines.append(f"| {t} | {n} | " + " | ".join(row) + f" | {_pct(ship['majority'].get(t))} | "
-                     f"{_pct(ship['majority_by_type'].get(t))} |")  # fmt: skip
-    del counts
-    lines += ["", "Held-out wordings (test) and the unseen split (real recordings, new wordings):", "",
-              "| model | test held-out wordings | unseen overall | " + " | ".join(
-                  sorted(k for k in ship["unseen"] if k not in ("overall", "n"))) + " |"]  # fmt: skip
-    ut = sorted(k for k in ship["unseen"] if k not in ("overall", "n"))
-    lines.append("|---|---:|---:|" + "---:|" * len(ut))
-    for c in cols:
-        e = m[c]
-        lines.append(f"| {c} | {_pct(e.get('test_heldout', {}).get('overall'))} | {_pct(e['unseen']['overall'])} | "
-                     + " | ".join(_pct(e["unseen"].get(t)) for t in ut) + " |")  # fmt: skip
-    lines += ["", "Retrieval among 100 test clips (first caption each), %:", "",
-              "| model | audio->text R@1 | R@5 | text->audio R@1 | R@5 |", "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for c in cols:
-        r = m[c]["retrieval"]
-        lines.append(
-            f"| {c} | {_pct(r['a2t_r1'])} | {_pct(r['a2t_r5'])} | {_pct(r['t2a_r1'])} | {_pct(r['t2a_r5'])} |"
-        )
-    zs = ship.get("zero_shot", {})
-    if zs:
-        lines += ["", "Zero-shot classification (single-event test clips against one text per label):", ""]
-        for k, v in zs.items():
-            lines.append(f"- {k}: {_pct(v['accuracy'])}% over {v['clips']} clips, {v['labels']} labels "
-                         f"(chance {_pct(v['chance'])}%)")  # fmt: skip
-    cap = ship.get("captions", {})
-    lines += ["", "Captions (first test clips against all their references; aac-metrics):", ""]
-    if "unavailable" in cap:
-        lines.append(f"- not measured: {cap['unavailable']}")
-    else:
-        lines.append("| " + " | ".join(cap) + " |")
-        lines.append("|" + "---:|" * len(cap))
-        lines.append("| " + " | ".join("-" if v != v else f"{v:.3f}" for v in cap.values()) + " |")
-    for ex in ship.get("caption_examples", [])[:3]:
-        lines.append(f'- `{ex["id"]}`: "{ex["caption"]}" (reference: "{ex["references"][0]}")')
-    sp = ship.get("speed", {})
-    if sp:
-        lines += ["", f"Speed, whole API from wav files (codec included), batches of 16, {sp['threads']} threads: "
-                  f"{sp['captions_per_s']:.1f} captions/s and {sp['answers_per_s']:.1f} answers/s over "
-                  f"{sp['clips']} clips ({sp['audio_seconds']:.0f} s of audio)."]  # fmt: skip
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """``audiotok eval``: evaluation commands. ``audiotok eval codec REF`` scores a codec against baselines;
 ``audiotok eval robustness REF`` measures how many of its codes change under small perturbations;
-``audiotok eval probe`` probes frozen features (codec, token LM, ALM) against log-mel (eval/probe.py).
+``audiotok eval probe`` probes frozen features (codec, token LM, ALM) against log-mel (eval/probe.py);
+``audiotok eval alm`` scores the audio-language model (eval/alm_eval.py); ``audiotok eval report RUN_DIRS -o
+DIR`` writes one HTML page of all of them (eval/report.py).
 
 Registered into the ``audiotok`` parser by codec/cli.py through `register`. Example::
 
@@ -140,6 +142,7 @@ def register(subparsers: Any) -> None:
     _register_probe(sub)
     _register_robustness(sub)
     _register_report(sub)
+    _register_alm(sub)
 
 
 def _register_probe(sub: Any) -> None:
@@ -475,4 +478,46 @@ def cmd_eval_report(args: argparse.Namespace) -> int:
     except ValueError as e:  # an unknown codec, too many codebooks, a bad store (StoreError)
         raise UsageError(str(e)) from None
     print(index)
+    return 0
+
+
+def _register_alm(sub: Any) -> None:
+    p = sub.add_parser(
+        "alm",
+        help="score the audio-language model: QA, retrieval, zero-shot, captions, speed",
+        description="QA accuracy per question type (training and held-out wordings, the unseen split) with "
+        "the majority answer and an optional question-only model, retrieval among 100, zero-shot labels, "
+        "caption metrics and speed, on the paired set of `make data-alm` (eval/alm_eval.py).",
+    )
+    p.add_argument("--model", default="default", help="an export folder, or default (the shipped model)")
+    p.add_argument("--data", default="data/alm", help="the paired set (default: data/alm)")
+    p.add_argument(
+        "--question-only", default=None, metavar="EXPORT", help="the question-only baseline's export"
+    )
+    p.add_argument("--compare", default="", metavar="NAME=EXPORT,...", help="more exports for the QA columns")
+    p.add_argument("--captions", type=_positive_int, default=200, help="test clips to caption (default: 200)")
+    p.add_argument("--out", default=None, help="write the JSON report here (e.g. alm_eval.json)")
+    p.add_argument("--markdown", default=None, help="also write the markdown tables here")
+    p.set_defaults(func=cmd_eval_alm)
+
+
+def cmd_eval_alm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codec.cli import UsageError
+    from eval.alm_eval import evaluate_alm, render
+    from multimodal.data import ALMDataError
+
+    compare = dict(pair.split("=", 1) for pair in filter(None, args.compare.split(",")))
+    try:
+        report = evaluate_alm(args.model, args.data, args.question_only, compare, args.captions,
+                              log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    except (ALMDataError, ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+    markdown = render(report)
+    print(markdown)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n")
     return 0

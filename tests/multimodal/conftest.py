@@ -11,7 +11,7 @@ from paired import make_paired_set
 
 @pytest.fixture(scope="session")
 def paired_set(tmp_path_factory) -> Path:
-    return make_paired_set(tmp_path_factory.mktemp("alm"), {"train": 9, "valid": 6})
+    return make_paired_set(tmp_path_factory.mktemp("alm"), {"train": 9, "valid": 6, "test": 6, "unseen": 3})
 
 
 @pytest.fixture(scope="session")
