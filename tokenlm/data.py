@@ -211,8 +211,9 @@ class TokenData:
             store.close()
 
 
-def attention_mask(doc: torch.Tensor) -> torch.Tensor:
-    """doc ``[B, L]`` -> ``[B, 1, L, L]`` bool: causal, and only within one packed item."""
-    L = doc.shape[-1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=doc.device).tril()
-    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+def attention_mask(doc: torch.Tensor, causal: bool = True) -> torch.Tensor:
+    """doc ``[B, L]`` -> ``[B, 1, L, L]`` bool: only within one packed item, and causal unless told not."""
+    same = doc[:, :, None] == doc[:, None, :]
+    if causal:
+        same = same & torch.ones(same.shape[-1], same.shape[-1], dtype=torch.bool, device=doc.device).tril()
+    return same[:, None]

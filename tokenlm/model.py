@@ -66,9 +66,17 @@ class LMConfig:
     # codes of one step are predicted one after another instead of independently. 0 = K plain heads.
     depth_layers: int = 0
     depth_hidden: int = 128
+    # causal: next-step prediction (generation, compression). masked (BEST-RQ / HuBERT style): spans of frames
+    # are hidden (their cells read EMPTY) and the model predicts their codes with bidirectional attention;
+    # a representation model only (tokenlm/masking.py). Masked needs the parallel pattern (one step a frame).
+    objective: str = "causal"
 
     def __post_init__(self) -> None:
         pattern = get_pattern(self.pattern)  # raises for an unknown one
+        if self.objective not in ("causal", "masked"):
+            raise ValueError(f"objective must be causal or masked, got {self.objective!r}")
+        if self.objective == "masked" and (self.pattern != "parallel" or self.depth_layers):
+            raise ValueError("the masked objective needs the parallel pattern and no depth head")
         if self.depth_layers and not pattern.multi_stream:
             raise ValueError(f"a depth head needs a K-stream pattern (delay, parallel), not {self.pattern!r}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -304,6 +312,11 @@ class TokenLM(nn.Module):
         return self.hf.backbone if isinstance(self.hf, MultiStreamLM) else self.hf.model
 
     @property
+    def causal(self) -> bool:
+        """False for a masked (bidirectional) LM, which neither generates nor compresses."""
+        return self.config.objective == "causal"
+
+    @property
     def num_streams(self) -> int:
         return self.pattern.num_streams(self.config.num_codebooks)
 
@@ -335,7 +348,11 @@ class TokenLM(nn.Module):
 
         attention_mask: ``[B, 1, L, L]`` bool (True = may attend), e.g. causal within each packed item;
         None = plain causal. position_ids ``[B, L]`` (restarting at each packed item). targets ``[B, Q, L]``:
-        the codes the positions predict, which a depth head reads (teacher forcing; IGNORE where none)."""
+        the codes the positions predict, which a depth head reads (teacher forcing; IGNORE where none).
+        A masked LM attends both ways: None = every position sees every other."""
+        if attention_mask is None and not self.causal:
+            L = tokens.shape[-1]
+            attention_mask = torch.ones(tokens.shape[0], 1, L, L, dtype=torch.bool, device=tokens.device)
         if isinstance(self.hf, MultiStreamLM):
             step_codes = None if targets is None else targets.clamp(min=0)
             return self.hf(
@@ -348,6 +365,10 @@ class TokenLM(nn.Module):
 
     # ---------------------------------------------------------------------- the incremental path
     def new_cache(self, batch: int, max_len: int) -> KVCache:
+        if not self.causal:
+            raise ValueError(
+                "a masked LM attends both ways: it cannot generate or compress (train a causal one)"
+            )
         p = next(self.hf.parameters())
         if max_len > self.config.max_steps:
             raise ValueError(f"{max_len} steps exceed the model's context of {self.config.max_steps} steps")
@@ -436,14 +457,16 @@ class TokenLM(nn.Module):
     ) -> torch.Tensor:
         """Backbone layers ``start .. stop - 1`` over inputs ``x`` ``[B, L, D]`` at positions ``0 .. L - 1``,
         without a cache and differentiable (the audio-language model's encoder runs the LM this way).
-        mask: ``[B, 1, L, L]`` bool (True = may attend); None = causal. The final norm is not applied."""
+        mask: ``[B, 1, L, L]`` bool (True = may attend); None = causal (every position, for a masked LM).
+        The final norm is not applied."""
         model = self.backbone
         B, L, _ = x.shape
         positions = torch.arange(L, device=x.device)[None].expand(B, L)
         cos, sin = model.rotary_emb(x, positions)
         cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)
         if mask is None:
-            mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+            mask = torch.ones(L, L, dtype=torch.bool, device=x.device)
+            mask = mask.tril() if self.causal else mask
         none = KVCache([], [], None)
         for i in range(start, len(model.layers) if stop is None else stop):
             x = self._layer(i, model.layers[i], x, cos, sin, none, lambda k, v: (k, v), mask)

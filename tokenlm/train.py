@@ -30,11 +30,13 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from codec.train.loop import cpu_has_native_bf16
 from tokenlm.data import DataError, TokenData, attention_mask, item_cells
+from tokenlm.masking import mask_frames
 from tokenlm.model import IGNORE, LMConfig, TokenLM, bits
 from tokenlm.patterns import get_pattern
 
@@ -201,9 +203,18 @@ def load_checkpoint(path: Path, lm: TokenLM, optimizer: torch.optim.Optimizer) -
 
 
 # ---------------------------------------------------------------------------------- evaluation
+def _generator(seed: int, index: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, index, rank]).generate_state(1)[0])
+    )
+
+
 @torch.no_grad()
 def evaluate(lm: TokenLM, data: TokenData, seq_steps: int, max_items: int, device: torch.device) -> dict:
-    """Loss (nats per code), perplexity and bits per second of audio over the held-out items."""
+    """Loss (nats per code), perplexity and bits per second of audio over the held-out items; for a masked
+    LM, the loss and accuracy on its hidden frames (fixed masks)."""
+    if not lm.causal:
+        return evaluate_masked(lm, data, seq_steps, max_items, device)
     lm.eval()
     total_bits, codes, frames = 0.0, 0, 0
     for item, start, n in data.heldout_windows(seq_steps, max_items):
@@ -228,6 +239,33 @@ def evaluate(lm: TokenLM, data: TokenData, seq_steps: int, max_items: int, devic
         "eval/bits_per_second": total_bits / data.seconds(frames),
         "eval/raw_bits_per_second": data.raw_bits_per_second(),
         "eval/seconds": data.seconds(frames),
+    }
+
+
+@torch.no_grad()
+def evaluate_masked(
+    lm: TokenLM, data: TokenData, seq_steps: int, max_items: int, device: torch.device
+) -> dict:
+    lm.eval()
+    nats, right, codes = 0.0, 0, 0
+    for i, (item, start, n) in enumerate(data.heldout_windows(seq_steps, max_items)):
+        cells = item_cells(lm.pattern, data.codes(item, start, n), data.N)
+        batch = mask_frames(
+            {"tokens": cells.tokens[None], "books": cells.books[None]}, _generator(0, i, 0), data.N
+        )
+        logits = lm(batch["tokens"].to(device), batch["books"].to(device), batch["target_books"].to(device))
+        targets = batch["targets"].to(device)
+        keep = targets != IGNORE
+        nats += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
+        right += int((logits[keep].argmax(-1) == targets[keep]).sum())
+        codes += int(keep.sum())
+    lm.train()
+    if not codes:
+        return {}
+    return {
+        "eval/masked_loss": nats / codes,
+        "eval/masked_accuracy": right / codes,
+        "eval/masked_codes": codes,
     }
 
 
@@ -304,12 +342,15 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg)
         for micro in range(cfg.gradient_accumulation_steps):
-            batch = data.batch(cfg.batch_size, cfg.seq_steps, cfg.seed,
-                               step * cfg.gradient_accumulation_steps + micro, rank, world)  # fmt: skip
+            index = step * cfg.gradient_accumulation_steps + micro
+            batch = data.batch(cfg.batch_size, cfg.seq_steps, cfg.seed, index, rank, world)
+            if not lm.causal:  # the masks, like the crops, follow from (seed, step, rank)
+                batch = mask_frames(batch, _generator(cfg.seed, index, rank), data.N)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
                 logits = model(batch["tokens"], batch["books"], batch["target_books"],
-                               position_ids=batch["position_ids"], attention_mask=attention_mask(batch["doc"]),
+                               position_ids=batch["position_ids"],
+                               attention_mask=attention_mask(batch["doc"], causal=lm.causal),
                                targets=batch["targets"])  # fmt: skip
                 targets = batch["targets"]
                 loss = torch.nn.functional.cross_entropy(
