@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import update_section  # noqa: E402
 from codec.store import TokenStore, store_items_equal  # noqa: E402
+from eval.lm_eval import causal_scores  # noqa: E402
 from tokenlm.cli import load_lm  # noqa: E402
 from tokenlm.compress import compress_store, decompress_file  # noqa: E402
 
@@ -44,36 +45,9 @@ def subset(store: Path, limit: int, out: Path) -> Path:
     return out
 
 
-@torch.no_grad()
 def bits_per_codebook(lm, store: Path, limit: int) -> list[float]:
-    """Mean bits per code of each codebook under the LM (one teacher-forced forward pass per item)."""
-    from tokenlm.data import item_cells
-    from tokenlm.model import IGNORE
-
-    K, N = lm.config.num_codebooks, lm.config.codebook_size
-    total, count = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
-    with TokenStore.open(store) as src:
-        for item_id in sorted(src.ids())[:limit]:
-            codes = torch.from_numpy(src.read(item_id)[:K].astype("int64"))
-            fit = lm.config.max_steps - K - 1
-            for start in range(0, codes.shape[1], fit):
-                cells = item_cells(lm.pattern, codes[:, start : start + fit], N)
-                logits = lm(
-                    cells.tokens[None],
-                    cells.books[None],
-                    cells.target_books[None],
-                    targets=cells.targets[None],
-                )
-                nll = torch.nn.functional.cross_entropy(
-                    logits[0].permute(0, 2, 1), cells.targets.clamp(min=0), reduction="none"
-                ).double()  # (Q, L)
-                valid = cells.targets != IGNORE
-                book = cells.target_books.clamp(min=0)
-                total.index_add_(
-                    0, book[valid], nll[valid] / torch.log(torch.tensor(2.0, dtype=torch.float64))
-                )
-                count.index_add_(0, book[valid], torch.ones(int(valid.sum()), dtype=torch.float64))
-    return (total / count.clamp(min=1)).tolist()
+    """Mean bits per code of each codebook under the LM (teacher-forced; `eval.lm_eval.causal_scores`)."""
+    return causal_scores(lm, store, limit)["bits_per_code"]
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """``audiotok eval``: evaluation commands. ``audiotok eval codec REF`` scores a codec against baselines;
 ``audiotok eval robustness REF`` measures how many of its codes change under small perturbations;
 ``audiotok eval probe`` probes frozen features (codec, token LM, ALM) against log-mel (eval/probe.py);
-``audiotok eval alm`` scores the audio-language model (eval/alm_eval.py); ``audiotok eval report RUN_DIRS -o
+``audiotok eval alm`` scores the audio-language model (eval/alm_eval.py); ``audiotok eval lm STORE...`` scores a
+token LM on token stores (eval/lm_eval.py); ``audiotok eval report RUN_DIRS -o
 DIR`` writes one HTML page of all of them (eval/report.py).
 
 Registered into the ``audiotok`` parser by codec/cli.py through `register`. Example::
@@ -143,6 +144,7 @@ def register(subparsers: Any) -> None:
     _register_robustness(sub)
     _register_report(sub)
     _register_alm(sub)
+    _register_lm(sub)
 
 
 def _register_probe(sub: Any) -> None:
@@ -516,6 +518,55 @@ def cmd_eval_alm(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     markdown = render(report)
     print(markdown)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n")
+    return 0
+
+
+def _register_lm(sub: Any) -> None:
+    p = sub.add_parser(
+        "lm",
+        help="score a token LM on token stores: bits per second (causal) or masked accuracy (masked)",
+        description="Teacher-forced bits per code of each codebook and bits per second of audio against the raw "
+        "codes for a causal LM; masked loss and accuracy on hidden spans for a masked LM (eval/lm_eval.py).",
+    )
+    p.add_argument("stores", nargs="+", help="token stores made with the LM's codec (audiotok tokenize)")
+    p.add_argument("--lm", default="default", help="the token LM: 'default' or an export folder")
+    p.add_argument(
+        "--limit", type=_positive_int, default=40, help="items per store, the first by id (default 40)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the masks of a masked LM (default 0)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default=None, metavar="REPORT.json", help="write the JSON report here")
+    p.add_argument("--markdown", default=None, metavar="REPORT.md", help="write the markdown table here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines and no table on stdout")
+    p.set_defaults(func=cmd_eval_lm)
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+    """Run ``audiotok eval lm``; exit status 2 for usage errors (a missing LM, a store it cannot score)."""
+    from pathlib import Path
+
+    import torch
+
+    from codec.cli import UsageError
+    from eval.lm_eval import LMEvalError, evaluate_lm, to_markdown
+    from tokenlm.cli import load_lm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = load_lm(args.lm)
+    progress = None if args.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        report = evaluate_lm(lm, args.stores, args.limit, args.seed, progress)
+    except (LMEvalError, OSError) as e:
+        raise UsageError(str(e)) from None
+    report["lm"]["spec"] = args.lm
+    markdown = to_markdown(report)
+    if not args.quiet:
+        print(markdown)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
