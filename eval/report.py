@@ -1,8 +1,8 @@
 """``audiotok eval report``: one static HTML page of a set of runs, opened from disk (no network).
 
 It shows what it finds: the tables of every result JSON in the run dirs (``report.json`` of ``eval codec``,
-``robustness.json`` of ``eval robustness``, ``probe.json`` of ``eval probe``, ``alm_eval.json`` of
-bench/alm_eval.py), training curves of every ``history.jsonl``, and, for the clips given, spectrograms and
+``robustness.json`` of ``eval robustness``, ``lm.json`` of ``eval lm``, ``probe.json`` of ``eval probe``,
+``alm_eval.json`` of bench/alm_eval.py), training curves of every ``history.jsonl``, and, for the clips given, spectrograms and
 players of the original and of the codec's reconstruction at each codebook count, and codebook usage (of
 those clips' codes or of a token store). A section whose inputs are absent is left out with a one-line note.
 
@@ -101,6 +101,12 @@ def _codec_blocks(report: dict, out: Path | None, index: int) -> list[dict]:
 
 def _robustness_blocks(report: dict, out: Path | None, index: int) -> list[dict]:
     from eval.robustness import to_markdown
+
+    return markdown_blocks(to_markdown(report))
+
+
+def _lm_blocks(report: dict, out: Path | None, index: int) -> list[dict]:
+    from eval.lm_eval import to_markdown
 
     return markdown_blocks(to_markdown(report))
 
@@ -343,6 +349,7 @@ def build_report(
     sections = [
         _json_section("codec", "Codec evaluation", "report.json", _codec_blocks, dirs, out),
         _json_section("robustness", "Token robustness", "robustness.json", _robustness_blocks, dirs, out),
+        _json_section("lm", "Token LM", "lm.json", _lm_blocks, dirs, out),
         _json_section("probe", "Probes", "probe.json", _probe_blocks, dirs, out),
         _json_section("alm", "Audio-language model", "alm_eval.json", _alm_blocks, dirs, out),
         _curves_section(_find(dirs, "history.jsonl"), out),

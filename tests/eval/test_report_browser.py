@@ -23,7 +23,7 @@ from eval.report import build_report, markdown_blocks
 from eval.robustness import robustness
 
 SR = 16000
-SECTIONS = ("codec", "robustness", "probe", "alm", "curves", "clips", "usage")
+SECTIONS = ("codec", "robustness", "lm", "probe", "alm", "curves", "clips", "usage")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
@@ -58,6 +58,11 @@ def make_run_dir(root: Path, codec) -> tuple[Path, list[Path]]:
         "skipped_features": {},
     }
     (run / "probe.json").write_text(json.dumps(probe))
+    lm = {"format": "audiotok-eval-lm/1", "limit": 4, "stores": {"test-speech": {"items": 4, "seconds": 8.0,
+          "bits_per_code": [9.1], "raw_bits_per_second": 6000.0, "bits_per_second": 5100.0, "saving": 0.15}},
+          "lm": {"pattern": "delay", "objective": "causal", "num_codebooks": 12, "parameters": 9.5e6,
+                 "codec_id": "audiotok-16k@e16f3d998f05"}}  # fmt: skip
+    (run / "lm.json").write_text(json.dumps(lm))
     alm = {
         "model": "default",
         "models": {"shipped": {"test": {"accuracy": 0.5, "n": 40}, "caption_examples": ["x"]}},
@@ -90,7 +95,7 @@ def test_page_has_every_section_and_its_files(report):
     for src in sources:
         assert (report.parent / src).is_file(), src
     assert sf.info(report.parent / next(s for s in sources if s.endswith(".wav"))).subtype == "PCM_16"
-    assert "gain-6dB" in html and "K=12 (6 kbps)" in html and "test.accuracy" in html
+    assert "gain-6dB" in html and "15.0%" in html and "K=12 (6 kbps)" in html and "test.accuracy" in html
     assert "caption_examples" not in html and "http" not in html.replace("http-equiv", "")
 
 
