@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm data-alm train-alm bench-alm clean
+.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm bench-objectives data-alm train-alm bench-alm clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -70,6 +70,14 @@ bench-lm: $(STAMP)
 		--title "Token LM compression on unseen words (ktuberling-data)"; fi
 	$(BIN)/python bench/tokenlm_patterns.py
 
+# Causal vs masked token prediction at equal size, data and compute (issue 27): two LMs that differ only in
+# their objective, 1000 steps each on the corpus train store, then each on its own objective and the probes of
+# their layers (BENCHMARKS.md, "Token LM: causal vs masked"). make lm-data and make data-alm first.
+bench-objectives: $(STAMP)
+	for o in causal-parallel masked; do $(BIN)/accelerate launch --num_processes 1 --cpu -m tokenlm.train \
+		--config configs/tokenlm/$$o-small.yaml --data data/tokens/train --out runs/lm-$$o --steps 1000 --quiet; done
+	$(BIN)/python bench/lm_objectives.py --causal runs/lm-causal-parallel/export --masked runs/lm-masked/export
+
 # The audio-language model's paired set (multimodal/scenes.py): compositional scenes and real clips with
 # captions and questions, from installed packages, tokenized with the default codec. Rerunning resumes.
 data-alm: data
@@ -82,18 +90,18 @@ data-alm: data
 # The shipped audio-language model's recipe (multimodal/weights/default/RECIPE.md): make data-alm first.
 train-alm: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
-		--data data/alm --out runs/alm-small --steps 2000 --threads 1
+		--data data/alm --out runs/alm-small --steps 1500 --threads 1
 	$(BIN)/python -m multimodal.export runs/alm-small/export --out multimodal/weights/default --config small
 
-# Connectors, encoder modes and the question-only baseline at equal budget (400 steps each), then the test
+# Connectors, encoder modes and the question-only baseline at equal budget (300 steps each), then the test
 # and unseen splits, retrieval, zero-shot, caption metrics and speed of the shipped model (BENCHMARKS.md).
 ALM_COMPARE := small qformer question-only top lora
 bench-alm: $(STAMP)
 	./scripts/install_caption_metrics.sh || echo "caption metrics: SPICE/SPIDEr unavailable (see above)"
 	for c in $(ALM_COMPARE); do $(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train \
-		--config configs/multimodal/$$c.yaml --data data/alm --out runs/alm-cmp-$$c --steps 400 --threads 1 --quiet; done
+		--config configs/multimodal/$$c.yaml --data data/alm --out runs/alm-cmp-$$c --steps 300 --threads 1 --quiet; done
 	$(BIN)/python bench/alm_eval.py --question-only runs/alm-cmp-question-only/export \
-		--compare prefix-400=runs/alm-cmp-small/export,qformer-400=runs/alm-cmp-qformer/export,top-400=runs/alm-cmp-top/export,lora-400=runs/alm-cmp-lora/export
+		--compare prefix-300=runs/alm-cmp-small/export,qformer-300=runs/alm-cmp-qformer/export,top-300=runs/alm-cmp-top/export,lora-300=runs/alm-cmp-lora/export
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py

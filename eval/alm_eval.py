@@ -188,13 +188,11 @@ def render(report: dict) -> str:
              "answer (overall / per question type):", "",
              "| question type | n | " + " | ".join(cols) + " | majority | majority by type |",
              "|---|---:|" + "---:|" * (len(cols) + 2)]  # fmt: skip
-    counts = Counter(q for q in types)
     for t in ["overall", *types]:
         row = [_pct(m[c]["test"].get(t)) for c in cols]
         n = ship["test"]["n"] if t == "overall" else ""
         lines.append(f"| {t} | {n} | " + " | ".join(row) + f" | {_pct(ship['majority'].get(t))} | "
                      f"{_pct(ship['majority_by_type'].get(t))} |")  # fmt: skip
-    del counts
     lines += ["", "Held-out wordings (test) and the unseen split (real recordings, new wordings):", "",
               "| model | test held-out wordings | unseen overall | " + " | ".join(
                   sorted(k for k in ship["unseen"] if k not in ("overall", "n"))) + " |"]  # fmt: skip

@@ -2,9 +2,11 @@
 
 Tokenizes the bundled example clips (examples/: speech, music, a sound effect) at 1.5, 3 and 6 kbps,
 decodes them, writes the decoded wavs, and prints bits per second and quality against the originals,
-with Opus and Codec2 measured in the same run where their command-line tools are installed.
+with Opus and Codec2 measured in the same run where their command-line tools are installed. Then the
+shipped audio-language model captions the bundled scene (examples/alm/scene.wav) and answers questions
+about it, printed beside the references.
 
-    python -m eval.demo [--out demo_out] [--codec default] [--num-codebooks 3,6,12]
+    python -m eval.demo [--out demo_out] [--codec default] [--num-codebooks 3,6,12] [--alm default]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--examples", default=str(EXAMPLES), help="folder of clips named speech/music/sfx*.wav"
     )
+    parser.add_argument("--alm", default="default", help="audio-language model (default: the shipped one)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -90,6 +93,30 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown)
     print(f"decoded wavs and report.json / report.md in {out}/")
+    return ask_about_scene(EXAMPLES / "alm" / "scene.wav", args.alm)
+
+
+# The scene's reference caption and the answers its questions have (examples/ATTRIBUTION.md).
+SCENE_REFERENCE = "First low notes on a violin; after that glass shatters; after that a female voice says 'six'."
+SCENE_QUESTIONS = {
+    "is there breaking glass?": "yes",
+    "name the instrument.": "violin",
+    "is the violin heard earlier than the speech?": "yes",
+    "what word does the speaker say?": "six",
+}
+
+
+def ask_about_scene(scene: Path, model: str) -> int:
+    """The audio-language model's caption of the bundled scene and its answers, beside the references."""
+    from multimodal.api import AudioLanguageModel
+
+    alm = AudioLanguageModel.from_pretrained(model)
+    print(f"\naudio-language model on {scene.relative_to(EXAMPLES.parent)}:")
+    print(f"  caption:   {alm.caption(scene)}")
+    print(f"  reference: {SCENE_REFERENCE}")
+    answers = alm.ask([scene] * len(SCENE_QUESTIONS), list(SCENE_QUESTIONS))
+    for (question, truth), answer in zip(SCENE_QUESTIONS.items(), answers):
+        print(f"  Q: {question}  A: {answer}  (reference: {truth})")
     return 0
 
 

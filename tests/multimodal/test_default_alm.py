@@ -1,0 +1,42 @@
+"""The shipped audio-language model: small, fp16, tied to the shipped token LM, and it works from a clone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from multimodal.api import DEFAULT_ALM, AudioLanguageModel
+from tokenlm.cli import DEFAULT_LM
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENE = ROOT / "examples" / "alm" / "scene.wav"
+
+
+@pytest.fixture(scope="module")
+def alm() -> AudioLanguageModel:
+    return AudioLanguageModel.from_pretrained("default")
+
+
+def test_the_shipped_files_are_small_fp16_and_name_their_token_lm():
+    names = {p.name for p in DEFAULT_ALM.iterdir()}
+    assert {"config.json", "model.safetensors", "text.model", "vocab.json", "RECIPE.md"} <= names
+    assert sum(p.stat().st_size for p in DEFAULT_ALM.iterdir()) < 25e6
+    config = json.loads((DEFAULT_ALM / "config.json").read_text())
+    lm_hash = hashlib.sha256((DEFAULT_LM / "model.safetensors").read_bytes()).hexdigest()
+    assert config["encoder"] == {**config["encoder"], "lm": "default", "lm_sha256": lm_hash}
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_ALM / "model.safetensors"), "pt") as f:
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F16"}
+
+
+def test_the_shipped_model_captions_answers_and_retrieves(alm):
+    caption = alm.caption(SCENE)
+    assert isinstance(caption, str) and len(caption.split()) >= 3
+    answers = alm.ask([SCENE, SCENE], ["is there music?", "how many sounds are there?"])
+    assert all(isinstance(a, str) and a for a in answers)
+    ranked = alm.retrieve(SCENE, ["a violin plays, glass breaks and a woman says a word", "silence"])
+    assert len(ranked) == 2
