@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm bench-objectives data-alm train-alm bench-alm clean
+.PHONY: setup test lint demo data lm-data unseen train-codec train-lm bench bench-lm bench-objectives data-alm train-alm bench-alm report clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -102,6 +102,19 @@ bench-alm: $(STAMP)
 		--config configs/multimodal/$$c.yaml --data data/alm --out runs/alm-cmp-$$c --steps 300 --threads 1 --quiet; done
 	$(BIN)/python bench/alm_eval.py --question-only runs/alm-cmp-question-only/export \
 		--compare prefix-300=runs/alm-cmp-small/export,qformer-300=runs/alm-cmp-qformer/export,top-300=runs/alm-cmp-top/export,lora-300=runs/alm-cmp-lora/export
+
+# One page of the default codec, the small token LM and the shipped audio-language model (README, "Evaluation
+# and the report"): quick codec, robustness and LM evaluations here, plus the probe and ALM benches' JSON where
+# they have run (make bench-alm; python bench/probes.py). make lm-data first. Open report/index.html.
+REPORT_RUNS := runs/report-inputs $(dir $(firstword $(wildcard runs/probe-bench/probe.json bench/results/probes/probe.json))) \
+	$(wildcard bench/results/alm bench/results/tokenlm_small)
+report: $(STAMP)
+	mkdir -p runs/report-inputs
+	$(BIN)/audiotok eval codec data/corpus --split test --num-codebooks 3,6,12 --limit 8 --out runs/report-inputs/report.json --quiet
+	$(BIN)/audiotok eval robustness data/corpus --split test --limit 8 --out runs/report-inputs/robustness.json --quiet
+	$(BIN)/audiotok eval lm data/tokens/test-speech data/tokens/test-music data/tokens/test-sfx --limit 20 \
+		--out runs/report-inputs/lm.json --quiet
+	$(BIN)/audiotok eval report $(REPORT_RUNS) -o report --clips examples/speech.wav examples/music.wav examples/sfx.wav
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_speed.py
