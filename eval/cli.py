@@ -504,7 +504,6 @@ def _register_alm(sub: Any) -> None:
 
 
 def cmd_eval_alm(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from codec.cli import UsageError
     from eval.alm_eval import evaluate_alm, render
@@ -518,6 +517,13 @@ def cmd_eval_alm(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     markdown = render(report)
     print(markdown)
+    return _write_outputs(args, report, markdown)
+
+
+def _write_outputs(args: argparse.Namespace, report: dict, markdown: str) -> int:
+    """``--out`` gets the JSON report and ``--markdown`` the tables, where given; returns 0."""
+    from pathlib import Path
+
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
@@ -547,7 +553,6 @@ def _register_lm(sub: Any) -> None:
 
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     """Run ``audiotok eval lm``; exit status 2 for usage errors (a missing LM, a store it cannot score)."""
-    from pathlib import Path
 
     import torch
 
@@ -567,8 +572,4 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     markdown = to_markdown(report)
     if not args.quiet:
         print(markdown)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(markdown + "\n")
-    return 0
+    return _write_outputs(args, report, markdown)

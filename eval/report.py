@@ -224,7 +224,9 @@ def _log_spectrogram(wav: np.ndarray) -> np.ndarray:
 
 def _spectrograms(waves: list[np.ndarray], titles: list[str], sr: int, out: Path, name: str) -> dict:
     """One panel per wave, on the colour scale of the first (the original): its top 80 dB."""
-    fig, axes = _pyplot().subplots(len(waves), 1, figsize=(8, 1.8 * len(waves)), sharex=True, squeeze=False)
+    fig, axes = _pyplot().subplots(
+        len(waves), 1, figsize=(8, 1.8 * len(waves)), sharex=True, squeeze=False, layout="constrained"
+    )
     top = _log_spectrogram(waves[0]).max()
     for ax, title, wave in zip(axes[:, 0], titles, waves):
         extent = (0, len(wave) / sr, 0, sr / 2000)
