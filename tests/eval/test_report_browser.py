@@ -137,8 +137,6 @@ def test_cli_prints_the_page(tmp_path, capsys):
 
 def chromium_driver(monkeypatch):
     """Headless Chromium through the Debian driver; Selenium Manager is kept offline (it must fetch nothing)."""
-    if CHROMIUM is None or not os.path.exists(CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/install_system_deps.sh as root)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install '.[test]'")
     from selenium.webdriver.chrome.service import Service
 
@@ -156,6 +154,10 @@ MEDIA_STATE = """return Array.from(document.querySelectorAll('audio')).map(
     a => ({src: a.currentSrc, ready: a.readyState, error: a.error ? a.error.code : null}));"""
 
 
+@pytest.mark.skipif(
+    CHROMIUM is None or not os.path.exists(CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (scripts/install_system_deps.sh as root)",
+)
 def test_page_loads_in_headless_chromium(report, tmp_path, monkeypatch):
     driver = chromium_driver(monkeypatch)
     try:
