@@ -7,13 +7,20 @@ to sample run as one prefill; after it, each step feeds the cells just decided. 
 lengths share one layout (the longest prompt plus the new frames); a shorter prompt's extra frames are
 sampled and cut off, so every item's output is its prompt plus exactly ``new_frames`` frames.
 
-Sampling: temperature, then top-k, then top-p (nucleus) on each cell's N logits; a seed makes a run
-repeatable (a ``torch.Generator`` of its own, untouched by anything else the process does).
+Sampling: temperature, then top-k, then top-p (nucleus) on each cell's N logits, then the exponential
+race (``argmax(p / E)`` with ``E ~ Exp(1)``, a draw from ``p``: gpt-fast's sampler, with no host sync).
+The noise comes from a ``torch.Generator`` of the run's own, drawn ahead in blocks of steps, so a seed
+makes a run repeatable and the eager and compiled paths draw the same codes.
+
+``compiled=True`` compiles the whole decode step of a model without a depth head: the LM step on the
+static cache, the next cells' logits and the sampler, one graph (gpt-fast's ``decode_one_token``). A
+depth-head model compiles only its LM step; its cells are decided one after another in eager mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -37,8 +44,12 @@ class Sampling:
             )
 
 
-def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
-    """logits ``[..., N]`` -> codes ``[...]``; temperature 0 takes the most likely code."""
+NOISE_BLOCK = 64  # steps of sampling noise drawn at once
+
+
+def sample(logits: torch.Tensor, sampling: Sampling, noise: torch.Tensor | None) -> torch.Tensor:
+    """logits ``[..., N]`` -> codes ``[...]``; temperature 0 takes the most likely code, otherwise ``noise``
+    (``Exp(1)`` draws of the logits' shape) picks one from the filtered distribution."""
     if sampling.temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / sampling.temperature
@@ -50,9 +61,28 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator 
         cumulative = ordered.softmax(-1).cumsum(-1)
         drop = cumulative - ordered.softmax(-1) > sampling.top_p  # keep the smallest set reaching top_p
         logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
-    probs = logits.softmax(-1)
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    return (logits.softmax(-1) / noise).argmax(-1)
+
+
+class _Noise:
+    """``Exp(1)`` draws ``[B, Q, N]`` for each step in turn, from the run's generator (None for greedy)."""
+
+    def __init__(self, shape: tuple[int, int, int], sampling: Sampling, device) -> None:
+        self.shape, self.greedy, self.block, self.at = shape, sampling.temperature == 0, None, NOISE_BLOCK
+        self.generator = None
+        if sampling.seed is not None:
+            self.generator = torch.Generator(device=device).manual_seed(sampling.seed)
+        self.device = device
+
+    def next(self) -> torch.Tensor | None:
+        if self.greedy:
+            return None
+        if self.at == NOISE_BLOCK:
+            self.block = torch.empty(NOISE_BLOCK, *self.shape, device=self.device)
+            self.block.exponential_(generator=self.generator)
+            self.at = 0
+        self.at += 1
+        return self.block[self.at - 1]
 
 
 @torch.inference_mode()
@@ -65,8 +95,9 @@ def generate(
 ) -> list[torch.Tensor]:
     """Each prompt ``[K, T_i]`` (T_i may be 0) continued by ``new_frames`` frames -> ``[K, T_i + new_frames]``.
 
-    compiled: decode with ``torch.compile`` of `TokenLM.decode_one` (static shapes: built once per batch
-    size and length, then reused; worth it for long outputs)."""
+    compiled: decode with ``torch.compile`` of the whole step (`decode_and_sample`; the LM step alone for
+    a depth-head model): static shapes, built once per batch size, length and sampling, then reused;
+    worth it for long outputs."""
     sampling = sampling or Sampling()
     K, N = lm.config.num_codebooks, lm.config.codebook_size
     if not prompts:
@@ -101,9 +132,7 @@ def generate(
         B, Q, S
     )[forced]
     books = book[None].expand(B, Q, S)
-    generator = None
-    if sampling.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    noise = _Noise((B, Q, N), sampling, device)
 
     # position p holds step p - 1 as input (position 0 is BOS) and predicts step p
     bos_tok = torch.full((B, Q, 1), N + 1, dtype=torch.long, device=device)
@@ -118,28 +147,41 @@ def generate(
         return [p[:K].cpu() for p in prompts]
     # prefill: positions 0 .. first_sampled at once; the last one's state predicts step first_sampled
     hidden = lm.step_hidden(tokens_in[..., : first_sampled + 1], books_in[..., : first_sampled + 1], cache, 0)
-    decode = _compiled_decode(lm) if compiled else None
+    fused = compiled and not lm.has_depth
+    decode = _compiled(lm, "_compiled_step" if fused else "_compiled_decode") if compiled else None
     for s in range(first_sampled, S):
-        if s > first_sampled and decode is not None:  # decode one position: it holds step s - 1
-            position = torch.tensor(s, device=device)
-            hidden = decode(tokens_in[..., s : s + 1], books_in[..., s : s + 1], cache, position)
-        elif s > first_sampled:
-            hidden = lm.step_hidden(tokens_in[..., s : s + 1], books_in[..., s : s + 1], cache, s)
         take = sampled[:, :, s]  # (B, Q)
+        drawn = noise.next()
+        step = tokens_in[..., s : s + 1], books_in[..., s : s + 1]  # position s holds step s - 1
+        position = torch.tensor(s, device=device)
+        if s > first_sampled and fused:  # the whole step in one graph: the LM, the next logits, the sampler
+            codes = decode(*step, cache, position, books[:, :, s], sampling, drawn)
+        else:
+            if s > first_sampled:
+                hidden = decode(*step, cache, position) if decode else lm.step_hidden(*step, cache, s)
 
-        def choose(streams: slice, logits: torch.Tensor, take=take, s=s) -> torch.Tensor:
-            drawn = sample(logits, sampling, generator)  # (B, q)
-            return torch.where(take[:, streams], drawn, sequence[:, streams, s])
+            def choose(streams: slice, logits: torch.Tensor, noise=drawn) -> torch.Tensor:
+                return sample(logits, sampling, None if noise is None else noise[:, streams])  # (B, q)
 
-        codes = lm.decide(hidden[:, -1], books[:, :, s], choose)  # (B, Q)
+            codes = lm.decide(hidden[:, -1], books[:, :, s], choose)  # (B, Q)
         sequence[:, :, s] = torch.where(take, codes, sequence[:, :, s])
         tokens_in[:, :, s + 1] = sequence[:, :, s]
     codes = lm.pattern.revert(sequence, K, T)  # (B, K, T)
     return [codes[i, :, : int(lengths[i]) + new_frames].cpu() for i in range(B)]
 
 
-def _compiled_decode(lm: TokenLM):
-    """torch.compile of the LM's static-shape decode step, kept on the model for later calls."""
-    if getattr(lm, "_compiled_decode", None) is None:
-        lm._compiled_decode = torch.compile(lm.decode_one, dynamic=False)
-    return lm._compiled_decode
+def decode_and_sample(lm: TokenLM, tokens: torch.Tensor, books: torch.Tensor, cache, position: torch.Tensor,
+                      target_books: torch.Tensor, sampling: Sampling, noise: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """One whole decode step of a model without a depth head: `TokenLM.decode_one`, the logits of the
+    next cells (`TokenLM.next_logits`) and `sample` -> codes ``[B, Q]`` (compiled as one graph)."""
+    hidden = lm.decode_one(tokens, books, cache, position)[:, -1]
+    return sample(lm.next_logits(hidden, target_books), sampling, noise)
+
+
+def _compiled(lm: TokenLM, name: str):
+    """torch.compile of the static-shape step (``_compiled_step``: `decode_and_sample`; ``_compiled_decode``:
+    `TokenLM.decode_one`), kept on the model for later calls."""
+    if getattr(lm, name, None) is None:
+        fn = lm.decode_one if name == "_compiled_decode" else partial(decode_and_sample, lm)
+        setattr(lm, name, torch.compile(fn, dynamic=False))
+    return getattr(lm, name)

@@ -406,6 +406,17 @@ class TokenLM(nn.Module):
             return F.linear(hidden, self.hf.lm_head.weight[start : start + N]).float()[:, None]
         return self._block_logits(self.hf.lm_head(hidden).float(), target_books)
 
+    def next_logits(self, hidden: torch.Tensor, target_books: torch.Tensor) -> torch.Tensor:
+        """One step's logits ``[B, Q, N]`` from its hidden states ``[B, D]`` with static shapes and no host
+        sync (the compiled decode step runs it; no depth head). A one-stream model computes only the block
+        of row 0's target codebook: generation gives every row the same layout."""
+        if isinstance(self.hf, MultiStreamLM):
+            return self.hf.project(hidden[:, None]).float()[:, :, 0]
+        N, K, start = self.config.codebook_size, self.config.num_codebooks, self.vocab.audio_offset
+        blocks = self.hf.lm_head.weight[start : start + K * N].view(K, N, -1)
+        block = blocks.index_select(0, target_books[0, :1].clamp(min=0))[0]  # (N, D), no host sync
+        return F.linear(hidden, block).float()[:, None]
+
     @torch.inference_mode()
     def decide(self, hidden: torch.Tensor, target_books: torch.Tensor, choose) -> torch.Tensor:
         """A step's cells from its hidden state ``[B, D]``: ``choose(streams, logits [B, q, N]) -> codes

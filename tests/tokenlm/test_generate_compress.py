@@ -18,7 +18,7 @@ from stores import learnable_codes, make_store
 import audiotok.cli as audiotok_cli
 from codec.store import store_items_equal
 from tokenlm.compress import CompressError, compress_store, decompress_file
-from tokenlm.generate import Sampling, generate
+from tokenlm.generate import Sampling, generate, sample
 from tokenlm.model import LMConfig, TokenLM
 from tokenlm.train import load_config, train
 
@@ -58,6 +58,22 @@ def test_seeded_sampling_repeats_and_batches_equal_single_prompts(trained):
     batched = generate(lm, [a, b], 6, greedy)
     assert torch.equal(batched[0], generate(lm, [a], 6, greedy)[0])
     assert torch.equal(batched[1][:, :9], generate(lm, [b], 6, greedy)[0])
+
+
+def test_the_sampler_draws_from_the_filtered_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]).log_softmax(-1).expand(40000, 5)
+    g = torch.Generator().manual_seed(0)
+
+    def freq(sampling: Sampling) -> torch.Tensor:
+        codes = sample(logits, sampling, torch.empty(logits.shape).exponential_(generator=g))
+        return torch.bincount(codes, minlength=5).float() / len(codes)
+
+    p = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]).softmax(-1)
+    torch.testing.assert_close(freq(Sampling(seed=None)), p, atol=0.01, rtol=0)
+    top2 = torch.cat([p[:2] / p[:2].sum(), torch.zeros(3)])
+    torch.testing.assert_close(freq(Sampling(top_k=2, seed=None)), top2, atol=0.01, rtol=0)
+    assert freq(Sampling(top_p=0.5, seed=None)).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]  # p[0] = 0.53
+    assert sample(logits[:3], Sampling(temperature=0), None).tolist() == [0, 0, 0]
 
 
 def test_generation_past_the_context_is_one_clear_error(trained):
@@ -176,3 +192,11 @@ def test_compiled_decode_generates_what_the_eager_one_does(trained):
     eager = generate(lm, [prompt, prompt[:, :3]], 5, Sampling(temperature=0))
     compiled = generate(lm, [prompt, prompt[:, :3]], 5, Sampling(temperature=0), compiled=True)
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
+    hot = Sampling(temperature=1.5, top_k=8, top_p=0.9, seed=7)  # the sampler is in the compiled step
+    torch.manual_seed(0)
+    flat = TokenLM.build(LMConfig(pattern="flatten", num_codebooks=3, codebook_size=16, hidden_size=32,
+                                  num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64, max_steps=64)).eval()  # fmt: skip
+    for model in (lm, flat):  # multi-stream heads, and a one-stream head read block by block
+        eager = generate(model, [prompt, prompt[:, :3]], 5, hot)
+        compiled = generate(model, [prompt, prompt[:, :3]], 5, hot, compiled=True)
+        assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
