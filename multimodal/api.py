@@ -78,9 +78,7 @@ class AudioLanguageModel:
         path = _lm_path(lm)
         if not (path / "config.json").is_file():
             raise ValueError(f"{path}: no token LM here; pass lm='default' or a tokenlm export folder")
-        encoder = AudioEncoder(
-            TokenLM.from_pretrained(path), cfg.encoder_mode, cfg.lora_rank, cfg.pool, cfg.max_states
-        )
+        encoder = AudioEncoder.from_config(TokenLM.from_pretrained(path), cfg)
         net = AudioLanguageNet(cfg, Vocabulary.load(vocab_json), encoder)
         lm_hash = _sha256(path / "model.safetensors")
         return cls(net.train(), lm, {"lm_sha256": lm_hash})
@@ -132,9 +130,7 @@ class AudioLanguageModel:
         if want and _sha256(lm_path / "model.safetensors") != want:
             raise ValueError(f"{path} was trained on the token LM with sha256 {want[:12]}, but {lm_path} differs; "
                              "use the token LM it was trained with")  # fmt: skip
-        encoder = AudioEncoder(
-            TokenLM.from_pretrained(lm_path), cfg.encoder_mode, cfg.lora_rank, cfg.pool, cfg.max_states
-        )
+        encoder = AudioEncoder.from_config(TokenLM.from_pretrained(lm_path), cfg)
         net = AudioLanguageNet(cfg, Vocabulary.load(path / VOCAB_FILE), encoder)
         net.load_trainable_state(
             {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}

@@ -43,12 +43,15 @@ def read_manifest(root: str | Path, split: str) -> list[dict]:
 
 
 def lm_key(encoder: AudioEncoder) -> str:
-    """A short hash of the token LM's weights (names the feature cache)."""
+    """A short hash of the token LM's weights, and the layers read (names the feature cache)."""
     h = hashlib.sha256()
     for name, tensor in sorted(encoder.lm.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:12]
+    key = h.hexdigest()[:12]
+    if encoder.layers != (encoder.num_layers,):  # states of several layers: a cache of their own
+        key += "-layers" + "-".join(map(str, encoder.layers))
+    return key
 
 
 def store_codes(root: Path, split: str, rows: list[dict]) -> list[torch.Tensor]:

@@ -9,7 +9,12 @@ The encoder splits the LM in two:
 - the *top*, the last layer and the final norm, which the config keeps frozen (``frozen``), trains
   (``top``) or adapts with rank-r LoRA on its query and value projections (``lora``).
 
-The top's states are mean-pooled over ``pool`` pattern steps (4 steps = 80 ms at 50 Hz), and a clip's
+``layers`` picks what the connector reads: by default the top's output alone (layer L, after the final
+norm); with a frozen encoder it may add earlier layers' outputs (0 = the summed code embeddings, i = layer
+i's output, each normalized without weights), concatenated per state, since the probes find tempo and sound
+events best read from the lowest layer and pitch from the top (BENCHMARKS.md, "Representation probes").
+
+The states are mean-pooled over ``pool`` pattern steps (4 steps = 80 ms at 50 Hz), and a clip's
 windows are concatenated; a clip with more than ``max_states`` pooled states is average-pooled down to
 ``max_states`` (long audio keeps its whole length at a coarser step). Rows are padded on the right and the
 LM is causal, so a row's states do not depend on what else is in the batch.
@@ -57,13 +62,25 @@ class LoRALinear(nn.Module):
 class AudioEncoder(nn.Module):
     """Token LM states of a clip (see the module docstring)."""
 
-    def __init__(
-        self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = 4, max_states: int = 256
-    ):
+    def __init__(self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = 4,
+                 max_states: int = 256, layers: list[int] | tuple[int, ...] = ()):  # fmt: skip
         super().__init__()
         if mode not in ENCODER_MODES:
             raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
         self.lm, self.mode, self.pool, self.max_states = lm, mode, pool, max_states
+        self.num_layers = len(lm.backbone.layers)
+        self.layers = tuple(layers) or (self.num_layers,)
+        if (
+            list(self.layers) != sorted(set(self.layers))
+            or self.layers[-1] != self.num_layers
+            or self.layers[0] < 0
+        ):
+            raise ValueError(f"encoder layers must rise from 0 and end at the top ({self.num_layers}), "
+                             f"got {list(self.layers)}")  # fmt: skip
+        if len(self.layers) > 1 and mode != "frozen":
+            raise ValueError(
+                f"earlier layers {list(self.layers[:-1])} are read only with encoder_mode frozen"
+            )
         lm.requires_grad_(False)
         lm.eval()
         top = lm.backbone.layers[-1]
@@ -73,11 +90,16 @@ class AudioEncoder(nn.Module):
         elif mode == "lora":
             top.self_attn.q_proj = LoRALinear(top.self_attn.q_proj, lora_rank)
             top.self_attn.v_proj = LoRALinear(top.self_attn.v_proj, lora_rank)
-        self.num_layers = len(lm.backbone.layers)
+
+    @classmethod
+    def from_config(cls, lm: TokenLM, cfg) -> AudioEncoder:
+        """The encoder an `multimodal.model.ALMConfig` describes."""
+        return cls(lm, cfg.encoder_mode, cfg.lora_rank, cfg.pool, cfg.max_states, cfg.encoder_layers)
 
     @property
     def dim(self) -> int:
-        return self.lm.config.hidden_size
+        """Width of a state: the LM's width times the number of layers read."""
+        return self.lm.config.hidden_size * len(self.layers)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The encoder's weights that training changes (saved with the ALM; the rest is the token LM's)."""
@@ -102,6 +124,15 @@ class AudioEncoder(nn.Module):
     @torch.no_grad()
     def trunk(self, windows: list[torch.Tensor]) -> list[torch.Tensor]:
         """Windows of codes -> the trunk's states ``[L_i, D]`` per window (one batched, padded pass)."""
+        x, lengths, _ = self._run_trunk(windows)
+        return [x[i, :n].float() for i, n in enumerate(lengths.tolist())]
+
+    @torch.no_grad()
+    def _run_trunk(
+        self, windows: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Windows -> the trunk's output ``[B, L, D]`` (padded right), lengths ``[B]``, and the outputs of the
+        earlier `layers` read (normalized, in order)."""
         lm = self.lm
         cells = [item_cells(lm.pattern, w, lm.config.codebook_size) for w in windows]
         L = max(c.length for c in cells)
@@ -110,8 +141,13 @@ class AudioEncoder(nn.Module):
         books = torch.stack([F.pad(c.books, (0, L - c.length), value=-1) for c in cells])
         device = next(lm.parameters()).device
         x = lm.embed(tokens.to(device), books.to(device))
-        x = lm.run_layers(x, 0, self.num_layers - 1)
-        return [x[i, : c.length].float() for i, c in enumerate(cells)]
+        D = x.shape[-1]
+        extra = [F.layer_norm(x.float(), (D,))] if 0 in self.layers else []
+        for i in range(1, self.num_layers):
+            x = lm.run_layers(x, i - 1, i)
+            if i in self.layers:
+                extra.append(F.layer_norm(x.float(), (D,)))
+        return x, torch.tensor([c.length for c in cells], device=device), extra
 
     def head(self, trunk: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk states ``[B, L, D]`` (padded right), lengths ``[B]`` -> pooled top states ``[B, P, D]`` and
@@ -125,8 +161,10 @@ class AudioEncoder(nn.Module):
         clip in one padded batch, then each clip's windows joined and capped at ``max_states``."""
         per_clip = [self.windows(c) for c in codes]
         flat = [w for ws in per_clip for w in ws]
-        trunks = self.trunk(flat)
-        states, mask = self.head(*pad_rows(trunks))
+        trunk, lengths, extra = self._run_trunk(flat)
+        states, mask = self.head(trunk.float(), lengths)
+        if extra:
+            states = torch.cat([*(pool_states(e, lengths, self.pool)[0] for e in extra), states], dim=-1)
         rows, i = [], 0
         for ws in per_clip:
             parts = [states[j][mask[j]] for j in range(i, i + len(ws))]
@@ -166,5 +204,7 @@ def states_of(encoder: AudioEncoder, audio: dict[str, torch.Tensor]) -> tuple[to
     "lengths"}`` (single-window clips) go through the top and are capped at ``max_states``."""
     if "states" in audio:
         return audio["states"], audio["mask"]
+    if len(encoder.layers) > 1:
+        raise ValueError("an encoder that reads several layers takes cached states, not trunk states")
     states, mask = encoder.head(audio["trunk"], audio["lengths"])
     return pad_rows([cap_states(s[m], encoder.max_states) for s, m in zip(states, mask)], as_mask=True)

@@ -21,7 +21,7 @@ architecture trained on the same questions and answers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ class ALMConfig:
     connector: str = "prefix"  # prefix | qformer
     encoder_mode: str = "frozen"  # frozen | top | lora (see multimodal.encoder)
     lora_rank: int = 8
+    encoder_layers: list[int] = field(default_factory=list)  # [] = the top only; e.g. [0, 2, 4] (frozen)
     pool: int = 4  # token LM steps per audio state
     max_states: int = 256  # longer clips are average-pooled down to this many states
     audio_input: bool = True  # false: the question-only baseline

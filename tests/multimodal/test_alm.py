@@ -58,6 +58,33 @@ def test_encoder_batch_equals_single_and_long_audio_keeps_every_window(lm):
         enc.windows(torch.zeros(12, 0, dtype=torch.long))
 
 
+def test_encoder_reads_earlier_layers_beside_the_top(lm):
+    from multimodal.data import lm_key
+
+    top, three = AudioEncoder(lm), AudioEncoder(lm, layers=[0, 2, 4])
+    assert three.dim == 3 * top.dim and lm_key(three) != lm_key(top)
+    a, b = torch.randint(0, 1024, (12, 90)), torch.randint(0, 1024, (12, 31))
+    s1, m1 = top.encode_codes([a, b])
+    s3, m3 = three.encode_codes([a, b])
+    assert torch.equal(m1, m3)
+    torch.testing.assert_close(s3[..., 2 * top.dim :], s1)  # the top's states come last, unchanged
+    s, m = three.encode_codes([b])  # batch == single
+    torch.testing.assert_close(s3[1][m3[1]], s[0][m[0]], atol=1e-5, rtol=1e-5)
+    # layer 0 is the summed code embeddings, normalized and pooled over the same steps
+    from tokenlm.data import item_cells
+
+    cells = item_cells(lm.pattern, b, 1024)
+    with torch.no_grad():
+        emb = torch.nn.functional.layer_norm(lm.embed(cells.tokens[None], cells.books[None]), (top.dim,))
+    ref, _ = pool_states(emb, torch.tensor([cells.length]), top.pool)
+    torch.testing.assert_close(s[0, :, : top.dim], ref[0], atol=1e-5, rtol=1e-5)
+    for bad in ([4, 0], [0, 2], [-1, 4], [2, 2, 4]):
+        with pytest.raises(ValueError, match="rise from 0 and end at the top"):
+            AudioEncoder(lm, layers=bad)
+    with pytest.raises(ValueError, match="only with encoder_mode frozen"):
+        AudioEncoder(lm, mode="lora", layers=[0, 4])
+
+
 def test_pooling_and_capping_average_whole_clips():
     x = torch.arange(10.0).reshape(1, 10, 1)
     pooled, mask = pool_states(x, torch.tensor([7]), 4)
@@ -76,15 +103,19 @@ def test_every_config_builds_and_takes_a_step(name, paired_set):
     vocab = (Vocabulary.load(vocab_dir / "vocab.json") if (vocab_dir / "vocab.json").is_file()
              else train_vocabulary(["a tone sound", "is it a tone?", "yes", "no"], vocab_dir, 12, 1024, 40))  # fmt: skip
     net = AudioLanguageNet(
-        model_cfg, vocab, AudioEncoder(TokenLM.from_pretrained(DEFAULT_LM), model_cfg.encoder_mode)
+        model_cfg, vocab, AudioEncoder.from_config(TokenLM.from_pretrained(DEFAULT_LM), model_cfg)
     )
     codes = [torch.randint(0, 1024, (12, 30)), torch.randint(0, 1024, (12, 20))]
-    trunk = net.encoder.trunk(codes)
-    from multimodal.encoder import pad_rows
+    if model_cfg.encoder_mode == "frozen":  # what training reads from the cache
+        states, mask = net.encoder.encode_codes(codes)
+        audio = {"states": states, "mask": mask}
+    else:
+        from multimodal.encoder import pad_rows
 
-    x, lengths = pad_rows(trunk)
+        x, lengths = pad_rows(net.encoder.trunk(codes))
+        audio = {"trunk": x, "lengths": lengths}
     q, a = [vocab.encode_text("is it a tone?")] * 2, [vocab.encode_text("yes"), vocab.encode_text("no")]
-    out = net({"trunk": x, "lengths": lengths}, q, a, a, 0.5)
+    out = net(audio, q, a, a, 0.5)
     out["loss"].backward()
     trained = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is not None]
     assert trained and all(
