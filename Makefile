@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	./scripts/install_system_deps.sh
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,asr,visqol]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,asr,visqol,datasets]'
 	# caption metrics for the ALM tests; exit 3 = all but SPICE/SPIDEr (CoreNLP 3.6.0 is on Maven Central only)
 	./scripts/install_caption_metrics.sh || [ $$? -eq 3 ]
 	touch $(STAMP)
