@@ -134,7 +134,8 @@ class ALMData:
         self.caption_prob = caption_prob
         self.rows = read_manifest(self.root, split)
         cache = self.root / "features" / lm_key(encoder) / f"{split}.safetensors"
-        ids = hashlib.sha256("\n".join(r["id"] for r in self.rows).encode()).hexdigest()
+        # the rows themselves, not just their ids: a rebuilt set reuses the ids for other audio
+        ids = hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in self.rows).encode()).hexdigest()
         if cache.is_file() and json.loads(cache.with_suffix(".json").read_text()).get("ids") == ids:
             feats = load_file(str(cache))
         else:

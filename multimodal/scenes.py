@@ -166,7 +166,7 @@ def _draw(
         return None
     key = {
         "speech": lambda s: "word" if "word" in s.attrs else "topic" if "topic" in s.attrs else "other",
-        "music": lambda s: s.attrs.get("instrument", ""),
+        "music": lambda s: s.attrs.get("instrument") or s.attrs.get("piece", ""),
         "sfx": lambda s: s.attrs.get("label", ""),
     }[kind]
     groups = sorted({key(s) for s in pool})
@@ -286,6 +286,11 @@ def describe(event: dict, rng: np.random.Generator) -> str:
                 f"a short {inst} melody",
                 f"a {tempo} {inst} phrase",
             ]
+        elif event.get("piece") == "soundtrack":
+            options = ["a snippet of a soundtrack", "some instrumental music plays", "a piece of game music",
+                       "a few bars of music"]  # fmt: skip
+        elif event.get("piece") == "chorale":
+            options = ["a few bars of a chorale", "some harmonized music plays", "a short piece of music"]
         else:
             options = ["a short piece of music", "some music plays", "a snippet of music"]
     else:

@@ -9,6 +9,9 @@ instrument, direction, register, tempo; sfx label), its license and its split. S
   stamp descriptions (language from the file name, the object from the stamp name) and KLettres letters;
 - music: short monotonic melodies written as MIDI here and rendered by ``fluidsynth`` with FluidR3_GM, one
   render per instrument with the melodies 4 s apart, cut afterwards (one soundfont load per instrument);
+  and excerpts of the corpus's real music (0 A.D. and SuperTuxKart soundtracks, music21 chorales rendered
+  with fluidsynth), named by kind of piece, not instrument: without them every piece of music the model
+  ever heard would be one synthetic instrument playing one line;
 - sfx: classes from file names in Debian packages (Hydrogen drum kits, Minetest, SuperTux, Wesnoth,
   Hedgewars, LMMS, Tux Paint animal stamps);
 - unseen (never in the corpus): ``ktuberling`` spoken words, Neverball's soundtrack and its game sounds.
@@ -324,6 +327,43 @@ def music_bank(cache: Path, per_instrument: int = 40, seed: int = 0) -> list[Sou
     return out
 
 
+# Corpus music: stage -> what a caption calls the piece
+CORPUS_MUSIC = {"0ad-music": "soundtrack", "stk-music": "soundtrack", "music21": "chorale"}
+
+
+def corpus_music_bank(manifest: Path, seconds: float = 3.0, per_stage: int = 400) -> list[Sound]:
+    """One ``seconds`` excerpt of each of at most ``per_stage`` music segments per corpus stage (at an offset
+    given by a hash of the segment), attrs ``{"piece": soundtrack | chorale}``, under its song's source id
+    (so it keeps the corpus's split); none when the corpus is not built."""
+    if not manifest.is_file():
+        return []
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    out: list[Sound] = []
+    for stage, piece in CORPUS_MUSIC.items():
+        mine = sorted(
+            (r for r in rows if r.get("kind") == "music" and r.get("stage") == stage), key=lambda r: r["path"]
+        )
+        step = max(1, len(mine) // per_stage)
+        for r in mine[::step][:per_stage]:
+            try:
+                wav = read_audio(manifest.parent / r["path"], SAMPLE_RATE)[0][0]
+            except (AudioError, OSError, RuntimeError):
+                continue
+            n = int(seconds * SAMPLE_RATE)
+            if len(wav) < n:
+                continue
+            h = int(hashlib.sha256(r["path"].encode()).hexdigest()[:8], 16)
+            start = h % (len(wav) - n + 1)
+            clip = wav[start : start + n]
+            if _rms_db(clip) > -45:
+                out.append(Sound("music", r["source_id"], r["license"], {"piece": piece}, clip.copy()))
+    return out
+
+
+def _rms_db(wav: np.ndarray) -> float:
+    return float(20 * np.log10(max(float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))), 1e-9)))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Sound effects: classes from file names
 
@@ -450,6 +490,7 @@ def build_banks(cache: Path, manifest: Path, seed: int = 0, log=print) -> list[S
     """Every bank entry with its split (``unseen`` ones last)."""
     splits = corpus_splits(manifest)
     parts = [("espeak", lambda: espeak_bank(cache / "espeak", seed)), ("music", lambda: music_bank(cache / "music", seed=seed)),
+             ("corpus-music", lambda: corpus_music_bank(manifest)),
              ("tuxpaint", tuxpaint_speech_bank), ("klettres", klettres_bank), ("sfx", sfx_bank)]  # fmt: skip
     bank: list[Sound] = []
     for name, make in parts:

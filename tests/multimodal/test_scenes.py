@@ -180,3 +180,34 @@ def test_trim_silence():
     wav = np.concatenate([np.zeros(8000), tone(0.5), np.zeros(8000)]).astype(np.float32)
     trimmed = trim_silence(wav)
     assert abs(len(trimmed) / SAMPLE_RATE - 0.5) < 0.06
+
+
+def test_corpus_music_excerpts_keep_their_songs_split_and_name_the_piece(tmp_path):
+    import soundfile as sf
+
+    from multimodal.scenes import describe
+    from multimodal.sounds import corpus_music_bank, corpus_splits
+
+    t = np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE
+    rows = []
+    for i, (stage, split, loud) in enumerate(
+        [("0ad-music", "train", 1), ("stk-music", "test", 1), ("music21", "valid", 1), ("0ad-music", "train", 0)]
+    ):
+        path = f"music/{stage}/{split}/{i}.wav"
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / path, (0.3 * loud * np.sin(2 * np.pi * 330 * t)).astype(np.float32), SAMPLE_RATE)
+        rows.append({"path": path, "kind": "music", "stage": stage, "split": split, "source_id": f"song{i}",
+                     "license": "CC-BY-SA-3.0"})  # fmt: skip
+    rows.append({"path": "speech/x.wav", "kind": "speech", "stage": "espeak", "split": "train", "source_id": "s"})
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bank = corpus_music_bank(manifest)
+    assert [s.source_id for s in bank] == ["song0", "song1", "song2"]  # the silent segment is left out
+    assert [s.attrs["piece"] for s in bank] == ["soundtrack", "soundtrack", "chorale"]
+    assert all(len(s.audio) == 3 * SAMPLE_RATE and s.kind == "music" for s in bank)
+    splits = corpus_splits(manifest)
+    assert [splits[s.source_id] for s in bank] == ["train", "test", "valid"]
+    rng = np.random.default_rng(0)
+    phrase = describe({"kind": "music", "piece": "chorale"}, rng)
+    assert "chorale" in phrase or "music" in phrase
+    assert corpus_music_bank(tmp_path / "missing.jsonl") == []
