@@ -44,7 +44,8 @@ class Sampling:
             )
 
 
-NOISE_BLOCK = 64  # steps of sampling noise drawn at once
+NOISE_BLOCK = 64  # steps of sampling noise drawn at once ...
+NOISE_FLOATS = 1 << 22  # ... but at most this many numbers (16 MB) at once
 
 
 def sample(logits: torch.Tensor, sampling: Sampling, noise: torch.Tensor | None) -> torch.Tensor:
@@ -68,7 +69,9 @@ class _Noise:
     """``Exp(1)`` draws ``[B, Q, N]`` for each step in turn, from the run's generator (None for greedy)."""
 
     def __init__(self, shape: tuple[int, int, int], sampling: Sampling, device) -> None:
-        self.shape, self.greedy, self.block, self.at = shape, sampling.temperature == 0, None, NOISE_BLOCK
+        self.shape, self.greedy, self.block = shape, sampling.temperature == 0, None
+        self.steps = max(1, min(NOISE_BLOCK, NOISE_FLOATS // (shape[0] * shape[1] * shape[2])))
+        self.at = self.steps
         self.generator = None
         if sampling.seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(sampling.seed)
@@ -77,9 +80,10 @@ class _Noise:
     def next(self) -> torch.Tensor | None:
         if self.greedy:
             return None
-        if self.at == NOISE_BLOCK:
-            self.block = torch.empty(NOISE_BLOCK, *self.shape, device=self.device)
+        if self.at == self.steps:
+            self.block = torch.empty(self.steps, *self.shape, device=self.device)
             self.block.exponential_(generator=self.generator)
+            self.block.clamp_(min=torch.finfo(torch.float32).tiny)  # p / 0 would be nan for a p = 0 code
             self.at = 0
         self.at += 1
         return self.block[self.at - 1]
