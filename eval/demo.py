@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The scene's reference caption and the answers its questions have (examples/ATTRIBUTION.md).
-SCENE_REFERENCE = "First low notes on a violin; after that glass shatters; after that a female voice says 'six'."
+SCENE_REFERENCE = (
+    "First low notes on a violin; after that glass shatters; after that a female voice says 'six'."
+)
 SCENE_QUESTIONS = {
     "is there breaking glass?": "yes",
     "name the instrument.": "violin",

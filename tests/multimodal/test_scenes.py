@@ -191,14 +191,21 @@ def test_corpus_music_excerpts_keep_their_songs_split_and_name_the_piece(tmp_pat
     t = np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE
     rows = []
     for i, (stage, split, loud) in enumerate(
-        [("0ad-music", "train", 1), ("stk-music", "test", 1), ("music21", "valid", 1), ("0ad-music", "train", 0)]
+        [
+            ("0ad-music", "train", 1),
+            ("stk-music", "test", 1),
+            ("music21", "valid", 1),
+            ("0ad-music", "train", 0),
+        ]
     ):
         path = f"music/{stage}/{split}/{i}.wav"
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / path, (0.3 * loud * np.sin(2 * np.pi * 330 * t)).astype(np.float32), SAMPLE_RATE)
         rows.append({"path": path, "kind": "music", "stage": stage, "split": split, "source_id": f"song{i}",
                      "license": "CC-BY-SA-3.0"})  # fmt: skip
-    rows.append({"path": "speech/x.wav", "kind": "speech", "stage": "espeak", "split": "train", "source_id": "s"})
+    rows.append(
+        {"path": "speech/x.wav", "kind": "speech", "stage": "espeak", "split": "train", "source_id": "s"}
+    )
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     bank = corpus_music_bank(manifest)
