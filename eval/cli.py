@@ -504,7 +504,6 @@ def _register_alm(sub: Any) -> None:
 
 
 def cmd_eval_alm(args: argparse.Namespace) -> int:
-
     from codec.cli import UsageError
     from eval.alm_eval import evaluate_alm, render
     from multimodal.data import ALMDataError
@@ -553,7 +552,6 @@ def _register_lm(sub: Any) -> None:
 
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     """Run ``audiotok eval lm``; exit status 2 for usage errors (a missing LM, a store it cannot score)."""
-
     import torch
 
     from codec.cli import UsageError

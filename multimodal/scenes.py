@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from multimodal.sounds import LANGUAGES, SAMPLE_RATE, Sound, build_banks
+from multimodal.sounds import LANGUAGES, SAMPLE_RATE, Sound, build_banks, rms
 
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
 ORDINALS = ["first", "second", "third", "fourth", "fifth"]
@@ -146,10 +146,6 @@ def pick_wording(table: dict, kind: str, mode: str, rng: np.random.Generator) ->
 # Scenes
 
 
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
-
-
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     spec = np.fft.rfft(rng.standard_normal(n))
     spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1))
@@ -204,7 +200,7 @@ def compose_scene(
     events = []
     for sound, start, gain_db in chosen:
         a = int(round(start * SAMPLE_RATE))
-        clip = sound.audio * (0.1 / max(_rms(sound.audio), 1e-6)) * 10 ** (gain_db / 20)  # -20 dBFS + gain
+        clip = sound.audio * (0.1 / max(rms(sound.audio), 1e-6)) * 10 ** (gain_db / 20)  # -20 dBFS + gain
         audio[a : a + len(clip)] += clip[: len(audio) - a]
         events.append({"kind": sound.kind, "start": round(start, 3), "end": round(start + sound.seconds, 3),
                        "gain_db": round(gain_db, 1), "source": sound.source_id, **sound.attrs})  # fmt: skip
@@ -218,8 +214,8 @@ def compose_scene(
             else pink_noise(len(audio), rng)
         )
         active = np.abs(audio) > 1e-6
-        target = _rms(audio[active]) * 10 ** (level_db / 20)
-        audio += noise * (target / max(_rms(noise), 1e-9))
+        target = rms(audio[active]) * 10 ** (level_db / 20)
+        audio += noise * (target / max(rms(noise), 1e-9))
         background = {"type": kind, "level_db": round(level_db, 1)}
     peak = float(np.abs(audio).max())
     if peak > 0.95:
@@ -229,7 +225,7 @@ def compose_scene(
 
 def real_clip(sound: Sound) -> tuple[np.ndarray, list[dict], None]:
     """One recording alone, at -20 dBFS RMS."""
-    audio = (sound.audio * (0.1 / max(_rms(sound.audio), 1e-6))).astype(np.float32)
+    audio = (sound.audio * (0.1 / max(rms(sound.audio), 1e-6))).astype(np.float32)
     audio *= min(1.0, 0.95 / max(float(np.abs(audio).max()), 1e-6))
     event = {"kind": sound.kind, "start": 0.0, "end": round(sound.seconds, 3), "gain_db": 0.0,
              "source": sound.source_id, **sound.attrs}  # fmt: skip

@@ -344,24 +344,25 @@ def corpus_music_bank(manifest: Path, seconds: float = 3.0, per_stage: int = 400
             (r for r in rows if r.get("kind") == "music" and r.get("stage") == stage), key=lambda r: r["path"]
         )
         step = max(1, len(mine) // per_stage)
+        n = int(seconds * SAMPLE_RATE)
         for r in mine[::step][:per_stage]:
             try:
                 wav = read_audio(manifest.parent / r["path"], SAMPLE_RATE)[0][0]
             except (AudioError, OSError, RuntimeError):
                 continue
-            n = int(seconds * SAMPLE_RATE)
             if len(wav) < n:
                 continue
             h = int(hashlib.sha256(r["path"].encode()).hexdigest()[:8], 16)
             start = h % (len(wav) - n + 1)
             clip = wav[start : start + n]
-            if _rms_db(clip) > -45:
+            if rms(clip) > 10 ** (-45 / 20):  # not silent
                 out.append(Sound("music", r["source_id"], r["license"], {"piece": piece}, clip.copy()))
     return out
 
 
-def _rms_db(wav: np.ndarray) -> float:
-    return float(20 * np.log10(max(float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))), 1e-9)))
+def rms(x: np.ndarray) -> float:
+    """Root mean square of a clip (0 for an empty one)."""
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
 
 
 # ----------------------------------------------------------------------------------------------------------

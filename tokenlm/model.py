@@ -41,6 +41,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from codec.pretrained import quiet_progress_bars
 from codec.vocab import Vocabulary
 from tokenlm.patterns import Pattern, get_pattern
 
@@ -303,7 +304,8 @@ class TokenLM(nn.Module):
             raise ValueError(f"{path}: config.json is not an audiotok token LM (no 'audiotok' section)")
         lm_config = LMConfig.from_dict(audiotok["lm"], where=str(path / "config.json"))
         auto = AutoModel if get_pattern(lm_config.pattern).multi_stream else AutoModelForCausalLM
-        hf = _quietly(auto.from_pretrained, str(path), dtype=dtype)
+        with quiet_progress_bars():  # a few MB load in milliseconds; the bar would land in every CLI output
+            hf = auto.from_pretrained(str(path), dtype=dtype)
         meta = {k: v for k, v in audiotok.items() if k != "lm"}
         return cls(lm_config, hf.float() if dtype == torch.float32 else hf, meta).eval()
 
@@ -555,20 +557,6 @@ class TokenLM(nn.Module):
         d, K = c.depth_hidden, c.num_codebooks  # the depth transformer runs over K cells per step
         depth = K * c.depth_layers * (2 * 4 * d * d + 2 * 3 * d * (d * 8 // 3) + 2 * 2 * K * d)
         return layers + 2 * c.hidden_size * d + depth + 2 * d * c.codebook_size * K
-
-
-def _quietly(load, *args, **kwargs):
-    """``load(*args, **kwargs)`` without transformers' per-tensor "Loading weights" bar: a token LM of a
-    few MB loads in milliseconds, and the bar would land in every CLI command's output."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return load(*args, **kwargs)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def bits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
