@@ -43,7 +43,8 @@ def read_manifest(root: str | Path, split: str) -> list[dict]:
 
 
 def lm_key(encoder: AudioEncoder) -> str:
-    """A short hash of the token LM's weights, and the layers read (names the feature cache)."""
+    """A short hash of the token LM's weights, and the layers, pooling and cap read (names the feature cache:
+    the cached pooled states depend on all of them). The default settings keep the plain hash."""
     h = hashlib.sha256()
     for name, tensor in sorted(encoder.lm.state_dict().items()):
         h.update(name.encode())
@@ -51,6 +52,10 @@ def lm_key(encoder: AudioEncoder) -> str:
     key = h.hexdigest()[:12]
     if encoder.layers != (encoder.num_layers,):  # states of several layers: a cache of their own
         key += "-layers" + "-".join(map(str, encoder.layers))
+    if encoder.pool != 4:
+        key += f"-pool{encoder.pool}"
+    if encoder.max_states != 256:
+        key += f"-max{encoder.max_states}"
     return key
 
 

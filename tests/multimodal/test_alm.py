@@ -63,6 +63,9 @@ def test_encoder_reads_earlier_layers_beside_the_top(lm):
 
     top, three = AudioEncoder(lm), AudioEncoder(lm, layers=[0, 2, 4])
     assert three.dim == 3 * top.dim and lm_key(three) != lm_key(top)
+    # pooled states depend on the pooling and the cap too: each setting reads its own cache
+    keys = {lm_key(e) for e in (top, three, AudioEncoder(lm, pool=2), AudioEncoder(lm, max_states=64))}
+    assert len(keys) == 4 and lm_key(AudioEncoder(lm)) == lm_key(top)
     a, b = torch.randint(0, 1024, (12, 90)), torch.randint(0, 1024, (12, 31))
     s1, m1 = top.encode_codes([a, b])
     s3, m3 = three.encode_codes([a, b])
