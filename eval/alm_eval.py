@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,10 @@ import torch
 
 from multimodal.api import AudioLanguageModel
 from multimodal.data import ALMData, read_manifest
+from multimodal.scenes import QUESTIONS
 from multimodal.text import normalize_answer
+
+FIRST_WORDINGS = 4  # each question type's first training wordings: the only ones until version 3
 
 
 def answers(alm: AudioLanguageModel, data: ALMData, items: list, batch: int = 64) -> list[str]:
@@ -53,6 +57,37 @@ def accuracy(items: list, predicted: list[str]) -> dict:
     flat = [x for v in per.values() for x in v]
     return {"overall": float(np.mean(flat)) if flat else float("nan"), "n": len(flat),
             **{k: float(np.mean(v)) for k, v in sorted(per.items())}}  # fmt: skip
+
+
+def by_wording(alm: AudioLanguageModel, data: ALMData, items: list) -> dict:
+    """Accuracy on the questions in each type's first `FIRST_WORDINGS` training wordings and in the later ones,
+    so models trained on different wording sets are also compared on the wordings they all trained on."""
+    suffix = [q.template.rpartition(".")[2] for q in items]  # "count.3": training wording 3 of its type
+    index = [int(x) if x.isdigit() else -1 for x in suffix]
+    out = {}
+    for key, keep in (("first", lambda i: 0 <= i < FIRST_WORDINGS), ("later", lambda i: i >= FIRST_WORDINGS)):
+        part = [q for q, i in zip(items, index) if keep(i)]
+        out[key] = {"accuracy": accuracy(part, answers(alm, data, part))["overall"], "n": len(part)}
+    return out
+
+
+def reworded(alm: AudioLanguageModel, data: ALMData, types=("exist_speech", "exist_music")) -> dict:
+    """The unseen split's yes/no questions asked again in the type's first training wording and in its held-out
+    wording, about the same clips: tells the recordings' part in an error from the unseen wording's part."""
+    out = {}
+    for t in types:
+        items = [q for q in data.qa if q.type == t]
+        if not items:
+            continue
+        out[t] = {"n": len(items)}
+        for key, wording in (
+            ("unseen", None),
+            ("training", QUESTIONS[t]["seen"][0]),
+            ("heldout", QUESTIONS[t]["heldout"]),
+        ):
+            asked = items if wording is None else [replace(q, question=wording) for q in items]
+            out[t][key] = accuracy(asked, answers(alm, data, asked))["overall"]
+    return out
 
 
 def majority(train_rows: list[dict], items: list) -> tuple[dict, dict]:
@@ -163,7 +198,10 @@ def evaluate_alm(model: str, data: str | Path, question_only: str | None = None,
             entry[split] = accuracy(seen, answers(alm, data_split, seen))
             if held:
                 entry[f"{split}_heldout"] = accuracy(held, answers(alm, data_split, held))
+            if split == "unseen":
+                entry["unseen_reworded"] = reworded(alm, data_split)
             if split == "test":
+                entry["test_by_wording"] = by_wording(alm, data_split, seen)
                 entry["retrieval"] = retrieval(alm, data_split)
                 if name == "shipped":
                     entry["majority"], entry["majority_by_type"] = majority(train_rows, seen)
@@ -202,6 +240,24 @@ def render(report: dict) -> str:
         e = m[c]
         lines.append(f"| {c} | {_pct(e.get('test_heldout', {}).get('overall'))} | {_pct(e['unseen']['overall'])} | "
                      + " | ".join(_pct(e["unseen"].get(t)) for t in ut) + " |")  # fmt: skip
+    if all("test_by_wording" in m[c] for c in cols):
+        lines += ["", f"The test split's training-wording questions by wording: each type's first {FIRST_WORDINGS} "
+                  "(the only training wordings until version 3) and the later ones, %:", "",
+                  "| model | first | later |", "|---|---:|---:|"]  # fmt: skip
+        for c in cols:
+            w = m[c]["test_by_wording"]
+            lines.append(f"| {c} | {_pct(w['first']['accuracy'])} (n {w['first']['n']}) | "
+                         f"{_pct(w['later']['accuracy'])} (n {w['later']['n']}) |")  # fmt: skip
+    rew = [(c, t, v) for c in cols for t, v in m[c].get("unseen_reworded", {}).items()]
+    if rew:
+        lines += ["", "The unseen split's yes/no questions about the same clips, asked in the unseen wording, in the "
+                  "type's first training wording and in its held-out wording, %:", "",
+                  "| model | type | n | unseen wording | training wording | held-out wording |",
+                  "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for c, t, v in rew:
+            lines.append(
+                f"| {c} | {t} | {v['n']} | {_pct(v['unseen'])} | {_pct(v['training'])} | {_pct(v['heldout'])} |"
+            )
     lines += ["", "Retrieval among 100 test clips (first caption each), %:", "",
               "| model | audio->text R@1 | R@5 | text->audio R@1 | R@5 |", "|---|---:|---:|---:|---:|"]  # fmt: skip
     for c in cols:

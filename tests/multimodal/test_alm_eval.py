@@ -38,3 +38,29 @@ def test_eval_alm_command_writes_the_report(tiny_alm, paired_set, tmp_path, caps
     assert len(ship["caption_examples"]) == 4
     assert "| overall |" in capsys.readouterr().out
     assert main(["eval", "alm", "--model", str(tiny_alm), "--data", str(tmp_path / "nowhere")]) == 2
+
+
+def test_wording_breakdowns_ask_the_same_clips_in_other_wordings(monkeypatch):
+    from types import SimpleNamespace
+
+    from eval import alm_eval
+    from multimodal.scenes import QUESTIONS
+
+    asked = []
+
+    def fake_answers(alm, data, items):  # "yes" only to the training wording: the breakdown must show it
+        asked.append([(q.row, q.question) for q in items])
+        return ["yes" if q.question == QUESTIONS["exist_music"]["seen"][0] else "no" for q in items]
+
+    monkeypatch.setattr(alm_eval, "answers", fake_answers)
+    qa = [QAItem(i, "do you notice a tune?", "yes", "exist_music", "exist_music.u0", False) for i in range(3)]
+    got = alm_eval.reworded(None, SimpleNamespace(qa=qa))
+    assert got == {"exist_music": {"n": 3, "unseen": 0.0, "training": 1.0, "heldout": 0.0}}
+    assert [r for r, _ in asked[1]] == [0, 1, 2] and asked[2][0][1] == QUESTIONS["exist_music"]["heldout"]
+
+    items = [QAItem(0, "is there music?", "yes", "exist_music", "exist_music.0", False),
+             QAItem(1, "is there music?", "no", "exist_music", "exist_music.3", False),
+             QAItem(2, "x", "no", "exist_music", "exist_music.7", False)]  # fmt: skip
+    asked.clear()
+    split = alm_eval.by_wording(None, None, items)
+    assert split == {"first": {"accuracy": 0.5, "n": 2}, "later": {"accuracy": 1.0, "n": 1}}
