@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
     b = group.add_parser("build-alm", help="build the paired text-audio set of the audio-language model")
     b.add_argument("--out", default="data/alm")
-    b.add_argument("--train", type=int, default=4000)
+    b.add_argument("--train", type=int, default=8000)
     b.add_argument("--valid", type=int, default=300)
     b.add_argument("--test", type=int, default=600)
     b.add_argument("--unseen", type=int, default=300)

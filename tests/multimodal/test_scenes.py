@@ -1,12 +1,14 @@
 """Scenes, captions and questions from a synthetic bank (tones and noise): no espeak, fluidsynth or packages."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from multimodal import scenes
 from multimodal.scenes import (
+    CAPTIONS,
     NUMBERS,
     ORDINALS,
     QUESTIONS,
@@ -139,6 +141,29 @@ def test_heldout_wordings_only_in_test(bank, monkeypatch):
                 assert split == "test" or not c["heldout"]
     assert seen_flags["train"] == 0 and seen_flags["test"] > 0
     assert all(h for h in heldout)
+
+
+def _word_grams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"[\w{}']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+@pytest.mark.parametrize("table", [QUESTIONS, CAPTIONS], ids=["questions", "captions"])
+def test_unseen_wordings_stay_unseen(table):
+    """The unseen split tests wordings the model never trained on: none of them (nor a held-out one) is a
+    training wording, and no unseen wording shares a run of five words with a training wording of its type."""
+    for kind, entry in table.items():
+
+        def text(w):  # a chain caption family is (prefix, connective, suffix)
+            return " ... ".join(w) if isinstance(w, tuple) else w
+
+        seen = [text(w) for w in entry["seen"]]
+        assert len(set(seen)) == len(seen), kind
+        for other in [entry["heldout"], *entry["unseen"]]:
+            assert text(other) not in seen, (kind, other)
+        grams = set().union(*(_word_grams(w, 5) for w in seen))
+        for unseen in entry["unseen"]:
+            assert not _word_grams(text(unseen), 5) & grams, (kind, unseen)
 
 
 def test_rows_deterministic(bank, monkeypatch):
