@@ -92,7 +92,7 @@ data-alm: data
 # The shipped audio-language model's recipe (multimodal/weights/default/RECIPE.md): make data-alm first.
 train-alm: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
-		--data data/alm --out runs/alm-small --steps 3000 --threads 1
+		--data data/alm --out runs/alm-small --steps 4000 --threads 2
 	$(BIN)/python -m multimodal.export runs/alm-small/export --out multimodal/weights/default --config small
 
 # Connectors, encoder modes and the question-only baseline at equal budget (300 steps each), then the test
