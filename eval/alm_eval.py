@@ -59,34 +59,33 @@ def accuracy(items: list, predicted: list[str]) -> dict:
             **{k: float(np.mean(v)) for k, v in sorted(per.items())}}  # fmt: skip
 
 
-def by_wording(alm: AudioLanguageModel, data: ALMData, items: list) -> dict:
+def by_wording(items: list, predicted: list[str]) -> dict:
     """Accuracy on the questions in each type's first `FIRST_WORDINGS` training wordings and in the later ones,
     so models trained on different wording sets are also compared on the wordings they all trained on."""
     suffix = [q.template.rpartition(".")[2] for q in items]  # "count.3": training wording 3 of its type
     index = [int(x) if x.isdigit() else -1 for x in suffix]
     out = {}
     for key, keep in (("first", lambda i: 0 <= i < FIRST_WORDINGS), ("later", lambda i: i >= FIRST_WORDINGS)):
-        part = [q for q, i in zip(items, index) if keep(i)]
-        out[key] = {"accuracy": accuracy(part, answers(alm, data, part))["overall"], "n": len(part)}
+        part = [(q, p) for q, p, i in zip(items, predicted, index) if keep(i)]
+        out[key] = {"accuracy": accuracy(*zip(*part))["overall"] if part else float("nan"), "n": len(part)}
     return out
 
 
-def reworded(alm: AudioLanguageModel, data: ALMData, types=("exist_speech", "exist_music")) -> dict:
-    """The unseen split's yes/no questions asked again in the type's first training wording and in its held-out
-    wording, about the same clips: tells the recordings' part in an error from the unseen wording's part."""
+def reworded(alm: AudioLanguageModel, data: ALMData, items: list, predicted: list[str],
+             types=("exist_speech", "exist_music")) -> dict:  # fmt: skip
+    """The unseen split's yes/no questions (``items``, already answered as ``predicted``) asked again in the
+    type's first training wording and in its held-out wording, about the same clips: tells the recordings'
+    part in an error from the unseen wording's part."""
     out = {}
     for t in types:
-        items = [q for q in data.qa if q.type == t]
-        if not items:
+        keep = [(q, p) for q, p in zip(items, predicted) if q.type == t]
+        if not keep:
             continue
-        out[t] = {"n": len(items)}
-        for key, wording in (
-            ("unseen", None),
-            ("training", QUESTIONS[t]["seen"][0]),
-            ("heldout", QUESTIONS[t]["heldout"]),
-        ):
-            asked = items if wording is None else [replace(q, question=wording) for q in items]
-            out[t][key] = accuracy(asked, answers(alm, data, asked))["overall"]
+        asked, got = zip(*keep)
+        out[t] = {"n": len(asked), "unseen": accuracy(asked, got)["overall"]}
+        for key, wording in (("training", QUESTIONS[t]["seen"][0]), ("heldout", QUESTIONS[t]["heldout"])):
+            again = [replace(q, question=wording) for q in asked]
+            out[t][key] = accuracy(again, answers(alm, data, again))["overall"]
     return out
 
 
@@ -195,13 +194,14 @@ def evaluate_alm(model: str, data: str | Path, question_only: str | None = None,
             data_split = ALMData(root, split, alm.vocab, alm.net.encoder)
             seen = [q for q in data_split.qa if not q.heldout]
             held = [q for q in data_split.qa if q.heldout]
-            entry[split] = accuracy(seen, answers(alm, data_split, seen))
+            predicted = answers(alm, data_split, seen)
+            entry[split] = accuracy(seen, predicted)
             if held:
                 entry[f"{split}_heldout"] = accuracy(held, answers(alm, data_split, held))
             if split == "unseen":
-                entry["unseen_reworded"] = reworded(alm, data_split)
+                entry["unseen_reworded"] = reworded(alm, data_split, seen, predicted)
             if split == "test":
-                entry["test_by_wording"] = by_wording(alm, data_split, seen)
+                entry["test_by_wording"] = by_wording(seen, predicted)
                 entry["retrieval"] = retrieval(alm, data_split)
                 if name == "shipped":
                     entry["majority"], entry["majority_by_type"] = majority(train_rows, seen)

@@ -23,7 +23,7 @@ import torch
 
 from codec.store import StoreError, TokenStore
 from codec.vocab import Vocabulary
-from multimodal.encoder import WINDOW_FRAMES, AudioEncoder, pad_rows, states_of
+from multimodal.encoder import MAX_STATES, POOL, WINDOW_FRAMES, AudioEncoder, pad_rows, states_of
 
 CACHE_FORMAT = "audiotok-alm-features/1"
 
@@ -52,9 +52,9 @@ def lm_key(encoder: AudioEncoder) -> str:
     key = h.hexdigest()[:12]
     if encoder.layers != (encoder.num_layers,):  # states of several layers: a cache of their own
         key += "-layers" + "-".join(map(str, encoder.layers))
-    if encoder.pool != 4:
+    if encoder.pool != POOL:
         key += f"-pool{encoder.pool}"
-    if encoder.max_states != 256:
+    if encoder.max_states != MAX_STATES:
         key += f"-max{encoder.max_states}"
     return key
 

@@ -33,6 +33,8 @@ from tokenlm.model import TokenLM
 
 WINDOW_FRAMES = 1000
 ENCODER_MODES = ("frozen", "top", "lora")
+POOL = 4  # token LM steps per audio state (80 ms)
+MAX_STATES = 256  # longer clips are average-pooled down to this many states
 
 
 class LoRALinear(nn.Module):
@@ -62,8 +64,8 @@ class LoRALinear(nn.Module):
 class AudioEncoder(nn.Module):
     """Token LM states of a clip (see the module docstring)."""
 
-    def __init__(self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = 4,
-                 max_states: int = 256, layers: list[int] | tuple[int, ...] = ()):  # fmt: skip
+    def __init__(self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = POOL,
+                 max_states: int = MAX_STATES, layers: list[int] | tuple[int, ...] = ()):  # fmt: skip
         super().__init__()
         if mode not in ENCODER_MODES:
             raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")

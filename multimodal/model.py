@@ -29,7 +29,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from codec.vocab import Vocabulary
-from multimodal.encoder import AudioEncoder, pad_rows, states_of
+from multimodal.encoder import MAX_STATES, POOL, AudioEncoder, pad_rows, states_of
 
 CONNECTORS = ("prefix", "qformer")
 
@@ -42,8 +42,8 @@ class ALMConfig:
     encoder_mode: str = "frozen"  # frozen | top | lora (see multimodal.encoder)
     lora_rank: int = 8
     encoder_layers: list[int] = field(default_factory=list)  # [] = the top only; e.g. [0, 2, 4] (frozen)
-    pool: int = 4  # token LM steps per audio state
-    max_states: int = 256  # longer clips are average-pooled down to this many states
+    pool: int = POOL  # token LM steps per audio state
+    max_states: int = MAX_STATES  # longer clips are average-pooled down to this many states
     audio_input: bool = True  # false: the question-only baseline
     num_queries: int = 16  # qformer
     connector_layers: int = 2  # qformer

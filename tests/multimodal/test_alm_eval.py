@@ -41,8 +41,6 @@ def test_eval_alm_command_writes_the_report(tiny_alm, paired_set, tmp_path, caps
 
 
 def test_wording_breakdowns_ask_the_same_clips_in_other_wordings(monkeypatch):
-    from types import SimpleNamespace
-
     from eval import alm_eval
     from multimodal.scenes import QUESTIONS
 
@@ -54,13 +52,12 @@ def test_wording_breakdowns_ask_the_same_clips_in_other_wordings(monkeypatch):
 
     monkeypatch.setattr(alm_eval, "answers", fake_answers)
     qa = [QAItem(i, "do you notice a tune?", "yes", "exist_music", "exist_music.u0", False) for i in range(3)]
-    got = alm_eval.reworded(None, SimpleNamespace(qa=qa))
+    got = alm_eval.reworded(None, None, qa, ["no"] * 3)  # the unseen wording's answers, already given
     assert got == {"exist_music": {"n": 3, "unseen": 0.0, "training": 1.0, "heldout": 0.0}}
-    assert [r for r, _ in asked[1]] == [0, 1, 2] and asked[2][0][1] == QUESTIONS["exist_music"]["heldout"]
+    assert [r for r, _ in asked[0]] == [0, 1, 2] and asked[1][0][1] == QUESTIONS["exist_music"]["heldout"]
 
     items = [QAItem(0, "is there music?", "yes", "exist_music", "exist_music.0", False),
              QAItem(1, "is there music?", "no", "exist_music", "exist_music.3", False),
              QAItem(2, "x", "no", "exist_music", "exist_music.7", False)]  # fmt: skip
-    asked.clear()
-    split = alm_eval.by_wording(None, None, items)
+    split = alm_eval.by_wording(items, ["yes", "yes", "no"])  # answered without the model
     assert split == {"first": {"accuracy": 0.5, "n": 2}, "later": {"accuracy": 1.0, "n": 1}}

@@ -152,11 +152,11 @@ def _word_grams(text: str, n: int) -> set[tuple[str, ...]]:
 def test_unseen_wordings_stay_unseen(table):
     """The unseen split tests wordings the model never trained on: none of them (nor a held-out one) is a
     training wording, and no unseen wording shares a run of five words with a training wording of its type."""
+
+    def text(w):  # a chain caption family is (prefix, connective, suffix)
+        return " ... ".join(w) if isinstance(w, tuple) else w
+
     for kind, entry in table.items():
-
-        def text(w):  # a chain caption family is (prefix, connective, suffix)
-            return " ... ".join(w) if isinstance(w, tuple) else w
-
         seen = [text(w) for w in entry["seen"]]
         assert len(set(seen)) == len(seen), kind
         for other in [entry["heldout"], *entry["unseen"]]:
