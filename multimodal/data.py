@@ -66,14 +66,14 @@ def store_codes(root: Path, split: str, rows: list[dict]) -> list[torch.Tensor]:
         store = TokenStore.open(path, mode="r")
     except StoreError as e:
         raise ALMDataError(f"{path}: no token store ({e}); run `make data-alm`") from None
-    by_stem = {Path(i).stem: i for i in store.ids()}
     by_sha = {store.row(i)["sha256"]: i for i in store.ids()}
     items = []
-    for r in rows:  # tokenize stores a repeated file once: find a copy by its sha256
-        item = by_stem.get(r["id"]) or by_sha.get(_file_sha256(root / r["path"]))
+    for r in rows:  # by content: tokenize stores a repeated file once, and a rebuilt set reuses the ids
+        item = by_sha.get(_file_sha256(root / r["path"]))
         if item is None:
             raise ALMDataError(
-                f"{path} lacks clip {r['id']} of {split}.jsonl; re-run `make data-alm` to tokenize it"
+                f"{path} lacks clip {r['id']} of {split}.jsonl as it is now (a rebuilt clip's old codes do not "
+                "count); re-run `make data-alm` to tokenize it"
             )
         items.append(item)
     codes = [torch.from_numpy(np.asarray(store.read(i), dtype=np.int64)) for i in items]

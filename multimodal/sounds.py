@@ -440,6 +440,19 @@ def sfx_bank() -> list[Sound]:
 
 KTUBERLING = Path("/usr/share/ktuberling/sounds")
 NEVERBALL = Path(f"{GAMES}/neverball")
+# Neverball's spoken announcements among its game sounds (snd/*.ogg), with what they say. Whisper tiny.en
+# (eval/asr.py) transcribes words in each of these 20 ("Birdie.", "Double bogey.", "Player four.", "Time's
+# up.", ...) and nothing in the other 14 (ball, bink, bump, bumpbig, bumplil, coin, goal, grow, jump, menu,
+# shrink, switch, tick, tock; goal.ogg is a jingle, no-speech probability 0.81). They are speech, not sound
+# effects: until 2026-12-07 the unseen split called them sound effects and answered "no" to "is there
+# speech?" for clips that hold them.
+NEVERBALL_VOICE = {
+    "birdie": "birdie", "bogey": "bogey", "double": "double bogey", "eagle": "eagle", "fall": "fall-out",
+    "go": "go", "one": "one", "over": "game over", "par": "par", "penalty": "penalty",
+    "player1": "player one", "player2": "player two", "player3": "player three", "player4": "player four",
+    "ready": "ready", "record": "new record", "select": "select", "set": "set", "success": "success",
+    "time": "time's up",
+}  # fmt: skip
 
 
 def ktuberling_bank() -> list[Sound]:
@@ -467,7 +480,8 @@ def ktuberling_bank() -> list[Sound]:
 
 
 def neverball_bank(excerpts: int = 10, seconds: float = 2.5) -> list[Sound]:
-    """Neverball's soundtrack cut into excerpts (music, no labels) and its game sounds (sfx, no labels)."""
+    """Neverball's soundtrack cut into excerpts (music, no labels), its spoken announcements (English speech,
+    `NEVERBALL_VOICE`) and its other game sounds (sfx, no labels)."""
     out = []
     license_ = package_license("neverball-data")
     for path in sorted((NEVERBALL / "bgm").glob("*.ogg")):
@@ -483,7 +497,10 @@ def neverball_bank(excerpts: int = 10, seconds: float = 2.5) -> list[Sound]:
     for path in sorted((NEVERBALL / "snd").glob("*.ogg")):
         wav = load_clip(path, 2.5)
         if wav is not None:
-            out.append(Sound("sfx", str(path), license_, {}, wav, "unseen"))
+            if path.stem in NEVERBALL_VOICE:
+                out.append(Sound("speech", str(path), license_, {"language": "en"}, wav, "unseen"))
+            else:
+                out.append(Sound("sfx", str(path), license_, {}, wav, "unseen"))
     return out
 
 

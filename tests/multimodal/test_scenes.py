@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +244,27 @@ def test_corpus_music_excerpts_keep_their_songs_split_and_name_the_piece(tmp_pat
     phrase = describe({"kind": "music", "piece": "chorale"}, rng)
     assert "chorale" in phrase or "music" in phrase
     assert corpus_music_bank(tmp_path / "missing.jsonl") == []
+
+
+def test_neverball_announcements_are_speech(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from multimodal import sounds
+
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    (tmp_path / "snd").mkdir()
+    for name in ("go", "player4", "bump", "tick"):
+        sf.write(
+            tmp_path / "snd" / f"{name}.ogg",
+            (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+            SAMPLE_RATE,
+        )
+    monkeypatch.setattr(sounds, "NEVERBALL", tmp_path)
+    monkeypatch.setattr(sounds, "package_license", lambda package: "GPL-2+")
+    kinds = {Path(s.source_id).stem: (s.kind, s.attrs, s.split) for s in sounds.neverball_bank()}
+    assert kinds == {
+        "bump": ("sfx", {}, "unseen"),
+        "go": ("speech", {"language": "en"}, "unseen"),
+        "player4": ("speech", {"language": "en"}, "unseen"),
+        "tick": ("sfx", {}, "unseen"),
+    }
