@@ -20,6 +20,11 @@ every state and every layer, what it asks (is this the named sound? is this the 
 first, the states are processed blind and only the few positions after them can relate question and audio.
 The answer's first piece is predicted at the same position either way.
 
+``question_encoder: minilm`` reads each question through a frozen pretrained sentence encoder
+(`multimodal.question`) instead of the decoder's own piece embeddings: its token states, projected, take
+the question's place in the row. The shipped model does this, so a word the paired set never used in a
+question still means what it means.
+
 ``audio_input: false`` withholds the audio (an empty prefix): the question-only baseline, the same
 architecture trained on the same questions and answers.
 """

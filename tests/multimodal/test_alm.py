@@ -359,7 +359,7 @@ def test_minilm_reads_the_questions_and_stays_out_of_the_checkpoint(paired_set, 
     vocab_dir = paired_set / "vocab-minilm"
     train_vocabulary(["is it a tone?", "do you hear a melody?", "yes", "no"], vocab_dir, 12, 1024, 30)
     vocab = Vocabulary.load(vocab_dir / "vocab.json")
-    cfg, _ = load_config(CONFIGS / "minilm.yaml")
+    cfg, _ = load_config(CONFIGS / "small.yaml")
     assert cfg.question_encoder == "minilm"
     net = AudioLanguageNet(cfg, vocab, AudioEncoder(lm)).eval()
     reader = net.questions_model
