@@ -42,15 +42,18 @@ class MiniLMQuestions:
             ) from None
         from transformers import AutoModel, AutoTokenizer
 
+        from codec.pretrained import quiet_progress_bars
+
         path = str(get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
+        with quiet_progress_bars():  # 90 MB load in about a second; the bar would land in every CLI output
+            self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
         self.max_tokens = max_tokens
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def __call__(self, texts: list[str], device: torch.device) -> list[torch.Tensor]:
         out = {}
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(self.model.device.type, enabled=False):  # fp32 where MiniLM runs
             for t in dict.fromkeys(texts):
                 if t in self.cache:
                     self.cache.move_to_end(t)

@@ -497,10 +497,8 @@ def neverball_bank(excerpts: int = 10, seconds: float = 2.5) -> list[Sound]:
     for path in sorted((NEVERBALL / "snd").glob("*.ogg")):
         wav = load_clip(path, 2.5)
         if wav is not None:
-            if path.stem in NEVERBALL_VOICE:
-                out.append(Sound("speech", str(path), license_, {"language": "en"}, wav, "unseen"))
-            else:
-                out.append(Sound("sfx", str(path), license_, {}, wav, "unseen"))
+            kind, attrs = ("speech", {"language": "en"}) if path.stem in NEVERBALL_VOICE else ("sfx", {})
+            out.append(Sound(kind, str(path), license_, attrs, wav, "unseen"))
     return out
 
 

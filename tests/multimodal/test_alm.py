@@ -383,9 +383,8 @@ def test_minilm_reads_the_questions_and_stays_out_of_the_checkpoint(paired_set, 
         # a question's states do not depend on what else is asked with it
         again = net._read_questions([q[0], vocab.encode_text("is it a tone?")], prefix.device)[0]
         torch.testing.assert_close(again, net.question_proj(alone))
-        monkeypatch.setattr(
-            question, "CACHE_SIZE", 2
-        )  # the cache keeps the last questions, and answers the same
+        # the cache keeps the last questions, and answers the same
+        monkeypatch.setattr(question, "CACHE_SIZE", 2)
         texts = ["is it a tone?", "do you hear a melody?", "what is it?"]
         first = reader(texts, prefix.device)
         assert list(reader.cache) == texts[1:]
