@@ -44,7 +44,8 @@ def answers(alm: AudioLanguageModel, data: ALMData, items: list, batch: int = 64
         for s in range(0, len(items), batch):
             chunk = items[s : s + batch]
             states, mask = data.states([q.row for q in chunk])
-            got = alm.net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8)
+            got = alm.net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8,
+                                   texts=[q.question for q in chunk])  # fmt: skip
             out += [alm.vocab.decode_text(g) for g in got]
     return out
 

@@ -237,7 +237,8 @@ class AudioLanguageModel:
         if ask:
             row_of = np.cumsum([not s for s in silent]) - 1
             rows = [int(row_of[i]) for i in ask]
-            got = self.net.generate(states[rows], mask[rows], [pieces[i] for i in ask], max_tokens)
+            texts = [questions[i].strip() for i in ask]  # what a question encoder reads, as written
+            got = self.net.generate(states[rows], mask[rows], [pieces[i] for i in ask], max_tokens, texts)
             answers = {i: self.vocab.decode_text(g) for i, g in zip(ask, got)}
         out = [refusals.get(i) or (silent_text if silent[i] else answers[i]) for i in range(len(silent))]
         return out[0] if single else out

@@ -52,6 +52,8 @@ def lm_key(encoder: AudioEncoder) -> str:
     key = h.hexdigest()[:12]
     if encoder.layers != (encoder.num_layers,):  # states of several layers: a cache of their own
         key += "-layers" + "-".join(map(str, encoder.layers))
+    if encoder.quantizer is not None:  # the codec's latents beside the LM's states
+        key += "-latents"
     if encoder.pool != POOL:
         key += f"-pool{encoder.pool}"
     if encoder.max_states != MAX_STATES:
@@ -132,11 +134,14 @@ class ALMData:
     """One split of a paired set, with its encoder states (see the module docstring)."""
 
     def __init__(self, root: str | Path, split: str, vocab: Vocabulary, encoder: AudioEncoder,
-                 caption_prob: float = 0.3, quiet: bool = True):  # fmt: skip
+                 caption_prob: float = 0.3, quiet: bool = True, type_temperature: float = 1.0):  # fmt: skip
         from safetensors.torch import load_file, save_file
 
         self.root, self.split, self.vocab, self.encoder = Path(root), split, vocab, encoder
         self.caption_prob = caption_prob
+        if type_temperature <= 0:
+            raise ValueError(f"type_temperature must be > 0, got {type_temperature}")
+        self.type_temperature = type_temperature
         self.rows = read_manifest(self.root, split)
         cache = self.root / "features" / lm_key(encoder) / f"{split}.safetensors"
         # the rows themselves, not just their ids: a rebuilt set reuses the ids for other audio
@@ -162,6 +167,18 @@ class ALMData:
             for i, r in enumerate(self.rows)
             for q in r.get("qa", [])
         ]
+        self._by_type = self._questions_by_type()
+
+    def _questions_by_type(self) -> tuple[list[str], np.ndarray, dict[str, list[tuple[int, int]]]]:
+        """The training questions grouped by type, as ``(row, index in the row's qa)``, and each type's
+        sampling probability: its count to the power ``1 / type_temperature``, normalized."""
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for i in self.train_rows:
+            for j, q in enumerate(self.rows[i].get("qa", [])):
+                groups.setdefault(q["type"], []).append((i, j))
+        types = sorted(groups)
+        weights = np.array([len(groups[t]) for t in types], dtype=np.float64) ** (1 / self.type_temperature)
+        return types, weights / max(weights.sum(), 1e-12), groups
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -187,11 +204,14 @@ class ALMData:
         return self.vocab.encode_text(text)
 
     def batch(self, batch_size: int, seed: int, step: int, rank: int = 0) -> dict:
-        """Rows, question and answer pieces (an empty question asks for a caption) and one caption per row
-        for the contrastive loss: a pure function of the arguments."""
+        """Rows, question and answer pieces (an empty question asks for a caption), one caption per row
+        for the contrastive loss and each row's question type (``caption`` for a caption): a pure function of
+        the arguments."""
         rng = np.random.default_rng([seed, step, rank])
+        if self.type_temperature != 1.0:
+            return self._batch_by_type(batch_size, rng)
         rows = [self.train_rows[int(i)] for i in rng.integers(len(self.train_rows), size=batch_size)]
-        questions, answers, captions = [], [], []
+        questions, answers, captions, types = [], [], [], []
         for i in rows:
             row = self.rows[i]
             caps = [c["text"] for c in row.get("captions", [])]
@@ -200,9 +220,44 @@ class ALMData:
             if not qa or (caps and rng.random() < self.caption_prob):
                 questions.append([])
                 answers.append(self.pieces(caption))
+                types.append("caption")
             else:
                 q = qa[int(rng.integers(len(qa)))]
                 questions.append(self.pieces(q["question"]))
                 answers.append(self.pieces(q["answer"]))
+                types.append(q["type"])
             captions.append(self.pieces(caption))
-        return {"rows": rows, "questions": questions, "answers": answers, "captions": captions}
+        return {
+            "rows": rows,
+            "questions": questions,
+            "answers": answers,
+            "captions": captions,
+            "types": types,
+        }
+
+    def _batch_by_type(self, batch_size: int, rng: np.random.Generator) -> dict:
+        """`batch` with the question types drawn by `_questions_by_type`'s probabilities (``caption_prob`` of
+        the rows, or a row without questions, is a caption of a uniformly drawn clip)."""
+        types, probs, groups = self._by_type
+        rows, questions, answers, captions, kinds = [], [], [], [], []
+        for _ in range(batch_size):
+            if not types or rng.random() < self.caption_prob:
+                i, q = self.train_rows[int(rng.integers(len(self.train_rows)))], None
+            else:
+                group = groups[types[int(rng.choice(len(types), p=probs))]]
+                i, j = group[int(rng.integers(len(group)))]
+                q = self.rows[i]["qa"][j]
+            caps = [c["text"] for c in self.rows[i].get("captions", [])]
+            caption = caps[int(rng.integers(len(caps)))] if caps else ""
+            rows.append(i)
+            questions.append(self.pieces(q["question"]) if q else [])
+            answers.append(self.pieces(q["answer"] if q else caption))
+            captions.append(self.pieces(caption))
+            kinds.append(q["type"] if q else "caption")
+        return {
+            "rows": rows,
+            "questions": questions,
+            "answers": answers,
+            "captions": captions,
+            "types": kinds,
+        }

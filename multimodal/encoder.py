@@ -14,6 +14,11 @@ norm); with a frozen encoder it may add earlier layers' outputs (0 = the summed 
 i's output, each normalized without weights), concatenated per state, since the probes find tempo and sound
 events best read from the lowest layer and pitch from the top (BENCHMARKS.md, "Representation probes").
 
+``codec_latents`` adds the codec's quantized latents, the clip's own codes embedded by the codec's codebooks
+(``quantizer.decode_codes``, normalized without weights), beside the LM's states: the probes read sound
+events and the language best from them. They are a function of the codes, so `AudioTokens` input still
+works. Each pattern step reads the latent of the latest frame whose code has entered the LM by that step.
+
 The states are mean-pooled over ``pool`` pattern steps (4 steps = 80 ms at 50 Hz), and a clip's
 windows are concatenated; a clip with more than ``max_states`` pooled states is average-pooled down to
 ``max_states`` (long audio keeps its whole length at a coarser step). Rows are padded on the right and the
@@ -65,7 +70,8 @@ class AudioEncoder(nn.Module):
     """Token LM states of a clip (see the module docstring)."""
 
     def __init__(self, lm: TokenLM, mode: str = "frozen", lora_rank: int = 8, pool: int = POOL,
-                 max_states: int = MAX_STATES, layers: list[int] | tuple[int, ...] = ()):  # fmt: skip
+                 max_states: int = MAX_STATES, layers: list[int] | tuple[int, ...] = (),
+                 quantizer: nn.Module | None = None):  # fmt: skip
         super().__init__()
         if mode not in ENCODER_MODES:
             raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
@@ -83,6 +89,17 @@ class AudioEncoder(nn.Module):
             raise ValueError(
                 f"earlier layers {list(self.layers[:-1])} are read only with encoder_mode frozen"
             )
+        if quantizer is not None and mode != "frozen":
+            raise ValueError("codec latents are read only with encoder_mode frozen")
+        self.quantizer = quantizer  # the codec's, frozen; None = the LM's states alone
+        self.latent_dim = 0  # width of the codec latents read
+        if quantizer is not None:
+            quantizer.requires_grad_(False)
+            quantizer.eval()
+            with torch.no_grad():
+                self.latent_dim = int(
+                    quantizer.decode_codes(torch.zeros(1, 1, 1, dtype=torch.long)).shape[-1]
+                )
         lm.requires_grad_(False)
         lm.eval()
         top = lm.backbone.layers[-1]
@@ -95,13 +112,16 @@ class AudioEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, lm: TokenLM, cfg) -> AudioEncoder:
-        """The encoder an `multimodal.model.ALMConfig` describes."""
-        return cls(lm, cfg.encoder_mode, cfg.lora_rank, cfg.pool, cfg.max_states, cfg.encoder_layers)
+        """The encoder an `multimodal.model.ALMConfig` describes (``codec_latents`` loads the LM's codec)."""
+        quantizer = codec_quantizer(lm) if cfg.codec_latents else None
+        return cls(
+            lm, cfg.encoder_mode, cfg.lora_rank, cfg.pool, cfg.max_states, cfg.encoder_layers, quantizer
+        )
 
     @property
     def dim(self) -> int:
-        """Width of a state: the LM's width times the number of layers read."""
-        return self.lm.config.hidden_size * len(self.layers)
+        """Width of a state: the LM's width times the number of layers read, plus the codec latents'."""
+        return self.lm.config.hidden_size * len(self.layers) + self.latent_dim
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The encoder's weights that training changes (saved with the ALM; the rest is the token LM's)."""
@@ -149,7 +169,21 @@ class AudioEncoder(nn.Module):
             x = lm.run_layers(x, i - 1, i)
             if i in self.layers:
                 extra.append(F.layer_norm(x.float(), (D,)))
+        if self.quantizer is not None:
+            extra.append(self._latents(windows, L, device))
         return x, torch.tensor([c.length for c in cells], device=device), extra
+
+    def _latents(self, windows: list[torch.Tensor], steps: int, device) -> torch.Tensor:
+        """The codec's quantized latents of each window, normalized, on the LM's pattern steps: ``[B, steps,
+        Dc]`` (zeros past a window's cells)."""
+        rows = []
+        for w in windows:
+            K, T = w.shape
+            z = self.quantizer.decode_codes(w[None].to(device))[0].float()  # (T, Dc)
+            z = F.layer_norm(z, (z.shape[-1],))
+            frames = step_frames(self.lm.pattern, K, T).to(device)
+            rows.append(F.pad(z[frames], (0, 0, 0, steps - len(frames))))
+        return torch.stack(rows)
 
     def head(self, trunk: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk states ``[B, L, D]`` (padded right), lengths ``[B]`` -> pooled top states ``[B, P, D]`` and
@@ -173,6 +207,28 @@ class AudioEncoder(nn.Module):
             rows.append(cap_states(torch.cat(parts), self.max_states))
             i += len(ws)
         return pad_rows(rows, as_mask=True)
+
+
+def step_frames(pattern, num_codebooks: int, num_frames: int) -> torch.Tensor:
+    """For each step of an item's cells (BOS first, as `tokenlm.data.item_cells` lays them out), the latest
+    frame any of whose codes has entered by that step: ``[S + 1]`` (BOS and leading empty steps read frame 0)."""
+    layout = pattern.layout(num_codebooks, num_frames)  # (Q, S): k * T + t, or -1 where empty
+    frame = torch.where(layout >= 0, layout % num_frames, -1).max(dim=0).values
+    frame = torch.cat([frame.new_zeros(1), frame.clamp(min=0)])
+    return torch.cummax(frame, dim=0).values
+
+
+def codec_quantizer(lm: TokenLM) -> nn.Module:
+    """The residual quantizer of the codec ``lm`` was trained on (checked by its id), for `codec_latents`."""
+    from codec.nn.model import AudiotokCodec
+    from codec.registry import load_codec
+
+    codec = load_codec(lm.meta.get("codec") or "default")
+    want = lm.meta.get("codec_id")
+    if not isinstance(codec, AudiotokCodec) or (want and codec.codec_id != want):
+        raise ValueError(f"codec_latents needs the audiotok codec the token LM was trained on ({want}); "
+                         f"{lm.meta.get('codec') or 'default'} is {getattr(codec, 'codec_id', type(codec).__name__)}")  # fmt: skip
+    return codec.model.quantizer
 
 
 def pad_rows(rows: list[torch.Tensor], as_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +262,9 @@ def states_of(encoder: AudioEncoder, audio: dict[str, torch.Tensor]) -> tuple[to
     "lengths"}`` (single-window clips) go through the top and are capped at ``max_states``."""
     if "states" in audio:
         return audio["states"], audio["mask"]
-    if len(encoder.layers) > 1:
-        raise ValueError("an encoder that reads several layers takes cached states, not trunk states")
+    if len(encoder.layers) > 1 or encoder.quantizer is not None:
+        raise ValueError(
+            "an encoder that reads several layers or the codec latents takes cached states, not trunk states"
+        )
     states, mask = encoder.head(audio["trunk"], audio["lengths"])
     return pad_rows([cap_states(s[m], encoder.max_states) for s, m in zip(states, mask)], as_mask=True)

@@ -25,6 +25,9 @@ The answer's first piece is predicted at the same position either way.
 the question's place in the row. The shipped model does this, so a word the paired set never used in a
 question still means what it means.
 
+``codec_latents: true`` gives the connector the codec's quantized latents beside the token LM's states
+(`multimodal.encoder`): the representation probes read sound events and the language best from them.
+
 ``audio_input: false`` withholds the audio (an empty prefix): the question-only baseline, the same
 architecture trained on the same questions and answers.
 """
@@ -55,6 +58,7 @@ class ALMConfig:
     encoder_mode: str = "frozen"  # frozen | top | lora (see multimodal.encoder)
     lora_rank: int = 8
     encoder_layers: list[int] = field(default_factory=list)  # [] = the top only; e.g. [0, 2, 4] (frozen)
+    codec_latents: bool = False  # the codec's quantized latents beside the LM's states (frozen encoder)
     pool: int = POOL  # token LM steps per audio state
     max_states: int = MAX_STATES  # longer clips are average-pooled down to this many states
     audio_input: bool = True  # false: the question-only baseline
@@ -177,15 +181,20 @@ class AudioLanguageNet(nn.Module):
         return self.connector(states, mask)
 
     def _rows(
-        self, prefix, pmask, pieces: list[list[int]], questions: list[list[int]]
+        self,
+        prefix,
+        pmask,
+        pieces: list[list[int]],
+        questions: list[list[int]],
+        texts: list[str] | None = None,
     ) -> tuple[list[torch.Tensor], list[int]]:
         """Each row's inputs: the prefix states and the token embeddings of ``<bos> question <text_start>
         answer`` (the question before the prefix when ``question_first``; read by MiniLM when
-        ``question_encoder``); and the position of each row's ``<text_start>``, which predicts the answer's
-        first piece."""
+        ``question_encoder``, from ``texts`` when given, else from the pieces decoded); and the position of each
+        row's ``<text_start>``, which predicts the answer's first piece."""
         emb = self.token_embedding
         device = prefix.device
-        read = self._read_questions(questions, device)
+        read = self._read_questions(questions, device, texts)
         rows, answer_at = [], []
         for b, (ids, q) in enumerate(zip(pieces, questions)):
             p = prefix[b][pmask[b]]
@@ -197,13 +206,18 @@ class AudioLanguageNet(nn.Module):
             answer_at.append(len(p) + len(head))
         return rows, answer_at
 
-    def _read_questions(self, questions: list[list[int]], device) -> list[torch.Tensor] | None:
+    def _read_questions(
+        self, questions: list[list[int]], device, texts: list[str] | None = None
+    ) -> list[torch.Tensor] | None:
         """MiniLM's projected token states of each question (none for a caption's empty one), or None when
-        the decoder reads the question's pieces."""
+        the decoder reads the question's pieces. MiniLM reads ``texts`` when given: decoding the pieces loses
+        what the sentencepiece model cannot spell ("café" -> "caf ⁇")."""
         if self.cfg.question_encoder != "minilm":
             return None
-        texts = [self.vocab.decode_text(q) for q in questions if q]
-        states = self.questions_model(texts, device)
+        if texts is not None and len(texts) != len(questions):
+            raise ValueError(f"{len(texts)} question texts for {len(questions)} questions")
+        given = texts if texts is not None else [self.vocab.decode_text(q) for q in questions]
+        states = self.questions_model([t for q, t in zip(questions, given) if q], device)
         projected = self.question_proj(torch.cat(states)).split([len(s) for s in states]) if states else []
         it = iter(projected)
         empty = self.text_positions.new_zeros(0, self.cfg.hidden_size)
@@ -227,12 +241,14 @@ class AudioLanguageNet(nn.Module):
         )
 
     @torch.no_grad()
-    def generate(self, states, mask, questions: list[list[int]], max_new_tokens: int = 40) -> list[list[int]]:
-        """Greedy answers (pieces, without ``eos``) to each row's question; an empty question captions."""
+    def generate(self, states, mask, questions: list[list[int]], max_new_tokens: int = 40,
+                 texts: list[str] | None = None) -> list[list[int]]:  # fmt: skip
+        """Greedy answers (pieces, without ``eos``) to each row's question; an empty question captions.
+        ``texts``: the questions as written, for a question encoder (see `_read_questions`)."""
         v = self.vocab
         prefix, pmask = self.prefix(states, mask)
         pieces = [[v.bos_id, *q, v.special_id("text_start")] for q in questions]
-        rows, _ = self._rows(prefix, pmask, pieces, questions)
+        rows, _ = self._rows(prefix, pmask, pieces, questions, texts)
         L = max(len(r) for r in rows)
         x = torch.stack([F.pad(r, (0, 0, L - len(r), 0)) for r in rows])  # left-padded for generation
         attn = torch.stack([torch.arange(L, device=x.device) >= L - len(r) for r in rows]).long()

@@ -8,6 +8,9 @@
   where the hardware computes it natively) and its atomic safetensors checkpoints (`tokenlm.train`); a
   checkpoint holds what trains (the frozen token LM is referenced, not copied). Batches are a pure function
   of (seed, step), so a resumed run ends with the weights of one that never stopped (tested).
+- ``type_temperature`` T: each row's question type is drawn with probability proportional to its count to
+  the power 1/T (T = 2: the square root), so rare types are seen more often; 1 keeps the set's own mix
+  (a uniform clip, then one of its questions).
 - Every ``eval_every`` steps: answer accuracy on held-out questions, audio-to-text R@1 among the valid
   captions and the losses, to tensorboard and ``history.jsonl``; a progress bar with the loss.
 - ``--export DIR`` (or ``OUT/export``): the trained model as `AudioLanguageModel.from_pretrained` reads it.
@@ -46,6 +49,7 @@ class ALMTrainConfig:
     grad_clip: float = 1.0
     clip_weight: float = 0.5  # weight of the contrastive loss
     caption_prob: float = 0.3  # share of rows whose target is a caption instead of an answer
+    type_temperature: float = 1.0  # 1: questions as the set has them; T > 1: types drawn by count ** (1/T)
     vocab_size: int = 1000
     mixed_precision: str = "auto"
     seed: int = 0
@@ -82,7 +86,8 @@ def evaluate(alm, data: ALMData, max_questions: int, batch: int = 64) -> dict:
     for s in range(0, len(items), batch):
         chunk = items[s : s + batch]
         states, mask = data.states([q.row for q in chunk])
-        got = net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8)
+        got = net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8,
+                           texts=[q.question for q in chunk])  # fmt: skip
         for q, ids in zip(chunk, got):
             ok = normalize_answer(alm.vocab.decode_text(ids)) == normalize_answer(q.answer)
             right += ok
@@ -126,7 +131,8 @@ def train(model_cfg: ALMConfig, cfg: ALMTrainConfig, data_root: str | Path, out_
     torch.manual_seed(cfg.seed)
     alm = AudioLanguageModel.build(model_cfg, vocab_dir / "vocab.json", lm=lm)
     net = alm.net
-    train_data = ALMData(root, "train", alm.vocab, net.encoder, cfg.caption_prob, quiet=quiet)
+    train_data = ALMData(root, "train", alm.vocab, net.encoder, cfg.caption_prob, quiet=quiet,
+                         type_temperature=cfg.type_temperature)  # fmt: skip
     valid = ALMData(root, "valid", alm.vocab, net.encoder, quiet=quiet)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)

