@@ -60,7 +60,7 @@ def store_bits(lm, store: Path, limit: int) -> tuple[int, float, dict]:
         for q in range(probs.shape[0]):  # each stream in coding order (one codebook per stream here)
             at = valid[q].nonzero().flatten()
             targets = cells.targets[q, at]
-            p_lm = probs[q, at, targets].numpy()
+            p_lm, codes_q = probs[q, at, targets].numpy(), targets.numpy()
             books = cells.target_books[q, at].numpy()
             lm_bits += float(-np.log2(p_lm).sum())
             n += len(at)
@@ -68,7 +68,7 @@ def store_bits(lm, store: Path, limit: int) -> tuple[int, float, dict]:
                 p_count = np.empty(len(at))
                 for k in np.unique(books):  # one count model per codebook
                     sel = books == k
-                    p_count[sel] = count_probs(targets.numpy()[sel], N, d)
+                    p_count[sel] = count_probs(codes_q[sel], N, d)
                 for a in LAMBDAS:
                     mixed[(a, d)] += float(-np.log2((1 - a) * p_lm + a * p_count).sum())
     return n, lm_bits, mixed

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +168,11 @@ class ALMData:
             for i, r in enumerate(self.rows)
             for q in r.get("qa", [])
         ]
-        self._by_type = self._questions_by_type()
+
+    @cached_property
+    def _by_type(self) -> tuple[list[str], np.ndarray, dict[str, list[tuple[int, int]]]]:
+        """`_questions_by_type`, computed when a batch first draws by type."""
+        return self._questions_by_type()
 
     def _questions_by_type(self) -> tuple[list[str], np.ndarray, dict[str, list[tuple[int, int]]]]:
         """The training questions grouped by type, as ``(row, index in the row's qa)``, and each type's
@@ -208,38 +213,39 @@ class ALMData:
         for the contrastive loss and each row's question type (``caption`` for a caption): a pure function of
         the arguments."""
         rng = np.random.default_rng([seed, step, rank])
-        if self.type_temperature != 1.0:
-            return self._batch_by_type(batch_size, rng)
-        rows = [self.train_rows[int(i)] for i in rng.integers(len(self.train_rows), size=batch_size)]
-        questions, answers, captions, types = [], [], [], []
-        for i in rows:
-            row = self.rows[i]
-            caps = [c["text"] for c in row.get("captions", [])]
-            qa = row.get("qa", [])
-            caption = caps[int(rng.integers(len(caps)))] if caps else ""
-            if not qa or (caps and rng.random() < self.caption_prob):
-                questions.append([])
-                answers.append(self.pieces(caption))
-                types.append("caption")
-            else:
-                q = qa[int(rng.integers(len(qa)))]
-                questions.append(self.pieces(q["question"]))
-                answers.append(self.pieces(q["answer"]))
-                types.append(q["type"])
-            captions.append(self.pieces(caption))
+        draw = self._draw if self.type_temperature == 1.0 else self._draw_by_type
+        picks = draw(batch_size, rng)  # (row, question or None for a caption, caption)
         return {
-            "rows": rows,
-            "questions": questions,
-            "answers": answers,
-            "captions": captions,
-            "types": types,
+            "rows": [i for i, _, _ in picks],
+            "questions": [self.pieces(q["question"]) if q else [] for _, q, _ in picks],
+            "answers": [self.pieces(q["answer"] if q else caption) for _, q, caption in picks],
+            "captions": [self.pieces(caption) for _, _, caption in picks],
+            "types": [q["type"] if q else "caption" for _, q, _ in picks],
         }
 
-    def _batch_by_type(self, batch_size: int, rng: np.random.Generator) -> dict:
-        """`batch` with the question types drawn by `_questions_by_type`'s probabilities (``caption_prob`` of
-        the rows, or a row without questions, is a caption of a uniformly drawn clip)."""
+    def _caption(self, i: int, rng: np.random.Generator) -> str:
+        caps = self.rows[i].get("captions", [])
+        return caps[int(rng.integers(len(caps)))]["text"] if caps else ""
+
+    def _draw(self, batch_size: int, rng: np.random.Generator) -> list[tuple[int, dict | None, str]]:
+        """The set's own mix: uniform clips, each with one of its questions or (``caption_prob``) a caption."""
+        rows = [self.train_rows[int(i)] for i in rng.integers(len(self.train_rows), size=batch_size)]
+        picks = []
+        for i in rows:
+            row = self.rows[i]
+            qa = row.get("qa", [])
+            caption = self._caption(i, rng)
+            if not qa or (row.get("captions") and rng.random() < self.caption_prob):
+                picks.append((i, None, caption))
+            else:
+                picks.append((i, qa[int(rng.integers(len(qa)))], caption))
+        return picks
+
+    def _draw_by_type(self, batch_size: int, rng: np.random.Generator) -> list[tuple[int, dict | None, str]]:
+        """The question types drawn by `_questions_by_type`'s probabilities (``caption_prob`` of the rows, or
+        all when the set has no questions, are a caption of a uniformly drawn clip)."""
         types, probs, groups = self._by_type
-        rows, questions, answers, captions, kinds = [], [], [], [], []
+        picks = []
         for _ in range(batch_size):
             if not types or rng.random() < self.caption_prob:
                 i, q = self.train_rows[int(rng.integers(len(self.train_rows)))], None
@@ -247,17 +253,5 @@ class ALMData:
                 group = groups[types[int(rng.choice(len(types), p=probs))]]
                 i, j = group[int(rng.integers(len(group)))]
                 q = self.rows[i]["qa"][j]
-            caps = [c["text"] for c in self.rows[i].get("captions", [])]
-            caption = caps[int(rng.integers(len(caps)))] if caps else ""
-            rows.append(i)
-            questions.append(self.pieces(q["question"]) if q else [])
-            answers.append(self.pieces(q["answer"] if q else caption))
-            captions.append(self.pieces(caption))
-            kinds.append(q["type"] if q else "caption")
-        return {
-            "rows": rows,
-            "questions": questions,
-            "answers": answers,
-            "captions": captions,
-            "types": kinds,
-        }
+            picks.append((i, q, self._caption(i, rng)))
+        return picks
