@@ -93,6 +93,9 @@ data-alm: data
 train-alm: $(STAMP)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
 		--data data/alm --out runs/alm-small --steps 4000 --threads 2
+	# version 6 resumes version 5's step 4000 on a 10000-step schedule (the lr restarts at 6.7e-4)
+	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
+		--data data/alm --out runs/alm-small --steps 10000 --threads 2
 	$(BIN)/python -m multimodal.export runs/alm-small/export --out multimodal/weights/default --config small
 
 # The question-only baseline (the shipped design with the audio withheld, 600 steps on the same set), then the

@@ -28,6 +28,12 @@ question still means what it means.
 ``codec_latents: true`` gives the connector the codec's quantized latents beside the token LM's states
 (`multimodal.encoder`): the representation probes read sound events and the language best from them.
 
+``time_embedding: true`` adds each prefix state's place in the clip (sinusoids of its index, through a
+learned projection that starts at zero) to the prefix. The decoder's RoPE puts position only in how
+strongly a position attends to another, never in what it reads, so an answer that has found "the dog" in
+the audio cannot read *when* it was; order, the n-th sound, which lasts longer and which way a melody moves
+all ask exactly that (whisper's encoder adds sinusoidal positions to its audio states).
+
 ``audio_input: false`` withholds the audio (an empty prefix): the question-only baseline, the same
 architecture trained on the same questions and answers.
 """
@@ -47,6 +53,7 @@ from multimodal.encoder import MAX_STATES, POOL, AudioEncoder, pad_rows, states_
 from multimodal.question import MINILM_WIDTH, MiniLMQuestions
 
 CONNECTORS = ("prefix", "qformer")
+TIME_FREQUENCIES = 32  # time_embedding: periods from 2 to 1024 states (0.16 s to 82 s at 80 ms a state)
 QUESTION_ENCODERS = ("", "minilm")
 
 
@@ -63,6 +70,7 @@ class ALMConfig:
     max_states: int = MAX_STATES  # longer clips are average-pooled down to this many states
     audio_input: bool = True  # false: the question-only baseline
     question_first: bool = False  # the question before the audio prefix (see the module docstring)
+    time_embedding: bool = False  # each prefix state's index as sinusoids, added to the prefix (prefix only)
     question_encoder: str = ""  # "" = the decoder's piece embeddings; "minilm" (multimodal.question)
     num_queries: int = 16  # qformer
     connector_layers: int = 2  # qformer
@@ -81,6 +89,8 @@ class ALMConfig:
             raise ValueError(
                 f"question_encoder must be one of {QUESTION_ENCODERS}, got {self.question_encoder!r}"
             )
+        if self.time_embedding and self.connector != "prefix":
+            raise ValueError("time_embedding needs the prefix connector (a qformer's prefix is its queries)")
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "model") -> ALMConfig:
@@ -89,6 +99,14 @@ class ALMConfig:
         if unknown:
             raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**raw)
+
+
+def time_features(length: int, device=None) -> torch.Tensor:
+    """Sinusoids of the states' indices ``[length, 2 * TIME_FREQUENCIES]``: sin and cos at periods spaced
+    geometrically from 2 to 1024 states."""
+    periods = 2.0 * 512.0 ** (torch.arange(TIME_FREQUENCIES, device=device) / (TIME_FREQUENCIES - 1))
+    angle = torch.arange(length, device=device, dtype=torch.float32)[:, None] * (2 * math.pi / periods)
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
 
 
 class QFormer(nn.Module):
@@ -153,6 +171,9 @@ class AudioLanguageNet(nn.Module):
             nn.LayerNorm(De), nn.Linear(De, H), nn.GELU(), nn.Linear(H, cfg.embed_dim)
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if cfg.time_embedding:
+            self.time_proj = nn.Linear(2 * TIME_FREQUENCIES, H, bias=False)
+            nn.init.zeros_(self.time_proj.weight)  # training starts from the model without it
         if cfg.question_encoder == "minilm":
             self.questions_model = MiniLMQuestions(cfg.max_text_tokens + 2)
             self.question_proj = nn.Sequential(nn.LayerNorm(MINILM_WIDTH), nn.Linear(MINILM_WIDTH, H))
@@ -178,7 +199,10 @@ class AudioLanguageNet(nn.Module):
         if not self.cfg.audio_input:
             B = states.shape[0]
             return states.new_zeros(B, 0, self.cfg.hidden_size), mask.new_zeros(B, 0)
-        return self.connector(states, mask)
+        prefix, pmask = self.connector(states, mask)
+        if self.cfg.time_embedding:
+            prefix = prefix + self.time_proj(time_features(prefix.shape[1], prefix.device)).to(prefix.dtype)
+        return prefix, pmask
 
     def _rows(
         self,

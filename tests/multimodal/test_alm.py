@@ -264,6 +264,54 @@ def test_question_first_lets_the_audio_positions_read_the_question(paired_set, l
         )
 
 
+def test_time_embedding_gives_each_prefix_state_its_place(paired_set, lm):
+    from dataclasses import replace
+
+    from codec.vocab import Vocabulary
+    from multimodal.model import TIME_FREQUENCIES, time_features
+    from multimodal.text import train_vocabulary
+
+    feats = time_features(300)
+    assert feats.shape == (300, 2 * TIME_FREQUENCIES)
+    torch.testing.assert_close(
+        feats[0], torch.cat([torch.zeros(TIME_FREQUENCIES), torch.ones(TIME_FREQUENCIES)])
+    )
+    assert torch.cdist(feats, feats).add(torch.eye(300) * 1e3).min() > 0.1  # every index tells apart
+
+    vocab_dir = paired_set / "vocab-time"
+    train_vocabulary(["is it a tone?", "what is it?", "yes", "no"], vocab_dir, 12, 1024, 30)
+    vocab = Vocabulary.load(vocab_dir / "vocab.json")
+    cfg, _ = load_config(CONFIGS / "tiny.yaml")
+    cfg = replace(cfg, time_embedding=True)
+    with pytest.raises(ValueError, match="prefix connector"):
+        replace(cfg, connector="qformer")
+    torch.manual_seed(0)
+    net = AudioLanguageNet(cfg, vocab, AudioEncoder(lm)).eval()
+    torch.manual_seed(0)
+    plain = AudioLanguageNet(replace(cfg, time_embedding=False), vocab, AudioEncoder(lm)).eval()
+    states, mask = net.encoder.encode_codes(
+        [torch.randint(0, 1024, (12, 50)), torch.randint(0, 1024, (12, 80))]
+    )
+    same = torch.cat([states[:, :1]] * 4, dim=1)  # one state four times over
+    with torch.no_grad():  # the projection starts at zero: the same prefix as without it
+        torch.testing.assert_close(net.prefix(states, mask)[0], plain.prefix(states, mask)[0])
+        net.time_proj.weight.normal_()
+        flat = plain.prefix(same, mask[:, :4])[0][0]
+        timed = net.prefix(same, mask[:, :4])[0][0]
+    torch.testing.assert_close(flat[1:], flat[:1].expand(3, -1))
+    assert all(not torch.allclose(timed[i], timed[j]) for i in range(4) for j in range(i))
+    # a batch (right-padded, clips of different lengths) scores each row as alone: each clip's first state is 0
+    q = [vocab.encode_text("is it a tone?"), vocab.encode_text("what is it?")]
+    a = [vocab.encode_text("yes"), vocab.encode_text("no")]
+    with torch.no_grad():
+        alone = [
+            net.answer_loss(states[b : b + 1], mask[b : b + 1], q[b : b + 1], a[b : b + 1]) for b in range(2)
+        ]
+        n = [len(x) + 1 for x in a]
+        both = net.answer_loss(states, mask, q, a)
+    torch.testing.assert_close(both, (n[0] * alone[0] + n[1] * alone[1]) / sum(n), atol=1e-5, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------------- training
 def test_resume_equals_an_uninterrupted_run(paired_set, tmp_path):
     model_cfg, cfg = load_config(CONFIGS / "tiny.yaml")
