@@ -34,20 +34,9 @@ from multimodal.api import AudioLanguageModel
 from multimodal.data import ALMData, read_manifest
 from multimodal.scenes import QUESTIONS
 from multimodal.text import normalize_answer
+from multimodal.train import answer_items as answers  # the trainer's in-run evaluation reads them too
 
 FIRST_WORDINGS = 4  # each question type's first training wordings: the only ones until version 3
-
-
-def answers(alm: AudioLanguageModel, data: ALMData, items: list, batch: int = 64) -> list[str]:
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(items), batch):
-            chunk = items[s : s + batch]
-            states, mask = data.states([q.row for q in chunk])
-            got = alm.net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8,
-                                   texts=[q.question for q in chunk])  # fmt: skip
-            out += [alm.vocab.decode_text(g) for g in got]
-    return out
 
 
 def accuracy(items: list, predicted: list[str]) -> dict:

@@ -171,12 +171,9 @@ class ALMData:
 
     @cached_property
     def _by_type(self) -> tuple[list[str], np.ndarray, dict[str, list[tuple[int, int]]]]:
-        """`_questions_by_type`, computed when a batch first draws by type."""
-        return self._questions_by_type()
-
-    def _questions_by_type(self) -> tuple[list[str], np.ndarray, dict[str, list[tuple[int, int]]]]:
         """The training questions grouped by type, as ``(row, index in the row's qa)``, and each type's
-        sampling probability: its count to the power ``1 / type_temperature``, normalized."""
+        sampling probability: its count to the power ``1 / type_temperature``, normalized (computed when a
+        batch first draws by type)."""
         groups: dict[str, list[tuple[int, int]]] = {}
         for i in self.train_rows:
             for j, q in enumerate(self.rows[i].get("qa", [])):
@@ -242,7 +239,7 @@ class ALMData:
         return picks
 
     def _draw_by_type(self, batch_size: int, rng: np.random.Generator) -> list[tuple[int, dict | None, str]]:
-        """The question types drawn by `_questions_by_type`'s probabilities (``caption_prob`` of the rows, or
+        """The question types drawn by `_by_type`'s probabilities (``caption_prob`` of the rows, or
         all when the set has no questions, are a caption of a uniformly drawn clip)."""
         types, probs, groups = self._by_type
         picks = []

@@ -76,6 +76,20 @@ def load_config(path: str | Path) -> tuple[ALMConfig, ALMTrainConfig]:
 
 
 @torch.no_grad()
+def answer_items(alm, data: ALMData, items: list, batch: int = 64) -> list[str]:
+    """Greedy answers, as text, to ``data``'s QA items from their cached states, ``batch`` at a time (MiniLM
+    reads each question as written)."""
+    out = []
+    for s in range(0, len(items), batch):
+        chunk = items[s : s + batch]
+        states, mask = data.states([q.row for q in chunk])
+        got = alm.net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8,
+                               texts=[q.question for q in chunk])  # fmt: skip
+        out += [alm.vocab.decode_text(g) for g in got]
+    return out
+
+
+@torch.no_grad()
 def evaluate(alm, data: ALMData, max_questions: int, batch: int = 64) -> dict:
     """Answer accuracy (greedy, normalized exact match) overall and per type, and audio-to-text R@1 among
     (at most 100) clips' first captions."""
@@ -83,16 +97,11 @@ def evaluate(alm, data: ALMData, max_questions: int, batch: int = 64) -> dict:
     net.eval()
     items = data.qa[:: max(1, len(data.qa) // max_questions)][:max_questions]
     right, per_type = 0, {}
-    for s in range(0, len(items), batch):
-        chunk = items[s : s + batch]
-        states, mask = data.states([q.row for q in chunk])
-        got = net.generate(states, mask, [data.pieces(q.question) for q in chunk], max_new_tokens=8,
-                           texts=[q.question for q in chunk])  # fmt: skip
-        for q, ids in zip(chunk, got):
-            ok = normalize_answer(alm.vocab.decode_text(ids)) == normalize_answer(q.answer)
-            right += ok
-            t = per_type.setdefault(q.type, [0, 0])
-            t[0], t[1] = t[0] + ok, t[1] + 1
+    for q, answer in zip(items, answer_items(alm, data, items, batch)):
+        ok = normalize_answer(answer) == normalize_answer(q.answer)
+        right += ok
+        t = per_type.setdefault(q.type, [0, 0])
+        t[0], t[1] = t[0] + ok, t[1] + 1
     logs = {"eval/accuracy": right / max(1, len(items))}
     logs.update({f"eval/accuracy_{k}": v[0] / v[1] for k, v in sorted(per_type.items())})
     rows = [i for i, r in enumerate(data.rows) if r.get("captions")][:100]

@@ -177,7 +177,7 @@ def test_type_temperature_evens_out_the_question_types(paired_set, lm):
         assert data.batch(8, 0, 3) == data.batch(8, 0, 3) != data.batch(8, 0, 4)
         for row in data.rows[1:]:  # 9 questions of type class, 1 of type exist
             row["qa"] = [q for q in row["qa"] if q["type"] == "class"]
-        data._by_type = data._questions_by_type()
+        vars(data).pop("_by_type", None)  # group the edited rows afresh
     types, probs, _ = data._by_type
     assert types == ["class", "exist"] and np.allclose(probs, [0.75, 0.25])  # sqrt(9) : sqrt(1)
     drawn = Counter(t for step in range(40) for t in data.batch(20, 0, step)["types"])
