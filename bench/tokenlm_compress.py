@@ -1,11 +1,15 @@
 """LM compression of held-out token stores: bits per second against the raw codes, per kind, in one run.
 
-    python bench/tokenlm_compress.py [--lm default] [--stores data/tokens/test-speech,...] [--limit 40]
+    python bench/tokenlm_compress.py [--lm default] [--baseline DIR] [--stores data/tokens/test-speech,...]
+                                     [--limit 40]
 
 Each store (by default the corpus test split, one store per kind, made by ``make lm-data``) is cut to its
 first ``--limit`` items (sorted ids), compressed to an .lmz with the LM and decompressed again; the bench
 fails unless every item comes back bit-exact. Raw bits are ``log2(codebook_size)`` per code (10 bits for
-the default codec: 6 kbps at 12 codebooks); speeds are seconds of audio per wall second.
+the default codec: 6 kbps at 12 codebooks); speeds are seconds of audio per wall second. ``--baseline``
+scores a second LM on the same items, teacher-forced, beside the first LM's own teacher-forced figure (the
+coder's bits add the file's header and a few bytes per item to it), so two LMs compare side by side in one
+run.
 """
 
 from __future__ import annotations
@@ -45,14 +49,10 @@ def subset(store: Path, limit: int, out: Path) -> Path:
     return out
 
 
-def bits_per_codebook(lm, store: Path, limit: int) -> list[float]:
-    """Mean bits per code of each codebook under the LM (teacher-forced; `eval.lm_eval.causal_scores`)."""
-    return causal_scores(lm, store, limit)["bits_per_code"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lm", default="default", help="token LM: 'default' or an export folder")
+    parser.add_argument("--baseline", help="a second token LM, scored teacher-forced on the same items")
     parser.add_argument(
         "--stores", default=DEFAULT_STORES, help="comma-separated token stores (one per kind)"
     )
@@ -63,8 +63,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_lm(args.lm)
-    rows = ["| store | items | seconds | raw bits/s | LM bits/s | fewer bits | encode ×RT | decode ×RT |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    base = load_lm(args.baseline) if args.baseline else None
+    extra = " teacher-forced: LM | teacher-forced: baseline |" if base else ""
+    rows = ["| store | items | seconds | raw bits/s | LM bits/s | fewer bits | encode ×RT | decode ×RT |" + extra,
+            "|---|---|---|---|---|---|---|---|" + "---|---|" * bool(base)]  # fmt: skip
     total_raw = total_coded = 0
     per_book: list[list[float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,16 +83,22 @@ def main() -> None:
                 raise SystemExit(f"{store}: the round trip is not exact: {problems[:3]}")
             d = stats.to_dict()
             total_raw, total_coded = total_raw + stats.raw_bits, total_coded + stats.coded_bits
+            forced = causal_scores(lm, Path(store), args.limit)  # teacher-forced, `eval.lm_eval`
+            vs = ""
+            if base:
+                theirs = causal_scores(base, Path(store), args.limit)["saving"]
+                vs = f" {100 * forced['saving']:.1f}% | {100 * theirs:.1f}% |"
             rows.append(f"| `{Path(store).name}` | {stats.items} | {stats.seconds:.1f} | {d['raw_bits_per_second']:.0f} | "
                         f"{d['coded_bits_per_second']:.0f} | {100 * d['saving']:.1f}% | {stats.seconds / encode:.1f} | "
-                        f"{stats.seconds / decode:.1f} |")  # fmt: skip
-            per_book.append(bits_per_codebook(lm, Path(store), args.limit))
+                        f"{stats.seconds / decode:.1f} |" + vs)  # fmt: skip
+            per_book.append(forced["bits_per_code"])
             shutil.rmtree(part)
     params = lm.num_parameters() / 1e6
     body = "\n".join([
         f"LM `{args.lm}` ({lm.config.pattern}, {lm.config.num_codebooks} codebooks, {params:.1f}M parameters, "
         f"codec {lm.meta.get('codec_id')}); every item decompressed bit-exact. All stores: "
-        f"{100 * (1 - total_coded / max(total_raw, 1)):.1f}% fewer bits than the raw codes.", "", *rows, "",
+        f"{100 * (1 - total_coded / max(total_raw, 1)):.1f}% fewer bits than the raw codes."
+        + (f" Baseline: `{args.baseline}`." if base else ""), "", *rows, "",
         "Bits per code of each codebook under the LM (teacher-forced forward pass, the same items; raw: "
         f"{math.log2(lm.config.codebook_size):.0f}):", "",
         "| store | " + " | ".join(f"k{k}" for k in range(lm.config.num_codebooks)) + " |",

@@ -269,6 +269,22 @@ def evaluate_masked(
     }
 
 
+def init_weights(lm: TokenLM, path: str | Path, codec_id: str) -> None:
+    """Copy an exported token LM's weights into ``lm`` (in fp32, whatever the export's dtype); refused, with
+    one line, if its model config or codec differ."""
+    src = TokenLM.from_pretrained(path)
+    theirs, ours = asdict(src.config), asdict(lm.config)
+    if theirs != ours:
+        diff = {k: (v, ours[k]) for k, v in theirs.items() if ours[k] != v}
+        raise DataError(f"--init {path}: its model config differs from --config's (theirs, ours): {diff}")
+    if src.meta.get("codec_id") != codec_id:
+        trained_on = src.meta.get("codec_id")
+        raise DataError(
+            f"--init {path} was trained on codec {trained_on}, the --data stores are of {codec_id}"
+        )
+    lm.load_state_dict(src.state_dict())
+
+
 # ---------------------------------------------------------------------------------------- train
 def train(
     model_cfg: LMConfig,
@@ -277,9 +293,12 @@ def train(
     out_dir: str | Path,
     max_steps: int | None = None,
     quiet: bool = False,
+    init: str | Path | None = None,
 ) -> Path:
     """Train (or resume) into ``out_dir``; returns the exported model folder ``out_dir/export``.
-    ``max_steps`` stops early (tests, time-sliced runs) without changing the schedule."""
+    ``max_steps`` stops early (tests, time-sliced runs) without changing the schedule. ``init`` starts a
+    new run from an exported model's weights (a fresh optimizer and schedule; the model config must match);
+    a checkpoint in ``out_dir`` still wins, so an interrupted fine-tune resumes."""
     from accelerate import Accelerator
     from tqdm import tqdm
 
@@ -321,10 +340,13 @@ def train(
         if trained_on != data.codec_id:
             raise DataError(f"{out} trained on codec {trained_on}, the --data stores are of {data.codec_id}")
         accelerator.print(f"resumed from {resume} at step {step}")
+    elif init is not None:
+        init_weights(lm, init, data.codec_id)
+        accelerator.print(f"initialized from {init}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         run = {"model": asdict(model_cfg), "train": asdict(cfg), "data": [str(p) for p in data_paths],
-               "codec_id": data.codec_id, "precision": precision, "processes": world,
+               "codec_id": data.codec_id, "init": str(init) if init else None, "precision": precision, "processes": world,
                "shards": [len(data.shard(r, world)) for r in range(world)],
                "heldout_items": len(data.heldout_items), "too_short_items": data.too_short}  # fmt: skip
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -411,20 +433,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-steps", type=int, help="stop after this many steps without changing the schedule"
     )
+    parser.add_argument("--lr", type=float, help="override train.lr (the peak learning rate)")
     parser.add_argument("--threads", type=int, help="override train.num_threads")
     parser.add_argument(
         "--mixed-precision", choices=["auto", "no", "bf16", "fp16"], help="override train.mixed_precision"
     )
     parser.add_argument("--time-limit", type=float, help="override train.time_limit_minutes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--init", metavar="DIR",
+                        help="start from this exported token LM's weights (same model config; fresh optimizer and schedule)")  # fmt: skip
     args = parser.parse_args(argv)
     model_cfg, cfg = load_config(args.config)
-    for flag, key in (("steps", "steps"), ("threads", "num_threads"), ("mixed_precision", "mixed_precision"),
+    for flag, key in (("steps", "steps"), ("lr", "lr"), ("threads", "num_threads"), ("mixed_precision", "mixed_precision"),
                       ("time_limit", "time_limit_minutes")):  # fmt: skip
         if getattr(args, flag) is not None:
             setattr(cfg, key, getattr(args, flag))
     try:
-        export = train(model_cfg, cfg, args.data, args.out, max_steps=args.max_steps, quiet=args.quiet)
+        export = train(
+            model_cfg, cfg, args.data, args.out, max_steps=args.max_steps, quiet=args.quiet, init=args.init
+        )
     except DataError as e:
         print(f"tokenlm.train: error: {e}", file=sys.stderr)
         return 2

@@ -116,3 +116,26 @@ def test_bad_data_is_one_clear_error_and_loses_nothing(tmp_path, capsys):
     with pytest.raises(DataError, match="trained on codec tiny-16k@000000000000"):
         train(model_cfg, cfg, [str(other_big)], tmp_path / "run", quiet=True)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+def test_init_starts_from_an_export_and_refuses_another_shape_or_codec(tmp_path):
+    store = make_store(tmp_path / "store", items=10, frames=30)
+    model_cfg, cfg = load_config(TINY)
+    first = train(model_cfg, replace(cfg, steps=6), [str(store)], tmp_path / "first", quiet=True)
+    # zero steps from --init: the export is the weights it started from, to the bit (the export is fp32)
+    same = train(model_cfg, cfg, [str(store)], tmp_path / "same", max_steps=0, quiet=True, init=first)
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(same / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "same" / "run.json").read_text())["init"] == str(first)
+    # a fine-tune differs from both its start and a run from scratch with the same seed
+    tuned = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "tuned", quiet=True, init=first)
+    scratch = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "scratch", quiet=True)
+    c, d = load_file(str(tuned / "model.safetensors")), load_file(str(scratch / "model.safetensors"))
+    assert any(not torch.equal(a[k], c[k]) for k in a) and any(not torch.equal(c[k], d[k]) for k in c)
+    wider = replace(model_cfg, hidden_size=model_cfg.hidden_size * 2)
+    with pytest.raises(DataError, match="--init .*model config differs.*hidden_size"):
+        train(wider, cfg, [str(store)], tmp_path / "wider", quiet=True, init=first)
+    other = make_store(tmp_path / "other", items=10, frames=30, codec_id="other-16k@111111111111")
+    with pytest.raises(DataError, match="--init .*trained on codec tiny-16k@000000000000"):
+        train(model_cfg, cfg, [str(other)], tmp_path / "other_run", quiet=True, init=first)
+    assert not (tmp_path / "other_run" / "checkpoints").exists()
