@@ -269,9 +269,9 @@ def evaluate_masked(
     }
 
 
-def init_weights(lm: TokenLM, path: str | Path, codec_id: str) -> None:
+def init_weights(lm: TokenLM, path: str | Path, codec_id: str) -> dict:
     """Copy an exported token LM's weights into ``lm`` (in fp32, whatever the export's dtype); refused, with
-    one line, if its model config or codec differ."""
+    one line, if its model config or codec differ. Returns what the run starts from, for its records."""
     src = TokenLM.from_pretrained(path)
     theirs, ours = asdict(src.config), asdict(lm.config)
     if theirs != ours:
@@ -283,6 +283,7 @@ def init_weights(lm: TokenLM, path: str | Path, codec_id: str) -> None:
             f"--init {path} was trained on codec {trained_on}, the --data stores are of {codec_id}"
         )
     lm.load_state_dict(src.state_dict())
+    return {"from": str(path), "trained_steps": src.meta.get("trained_steps")}
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -330,23 +331,24 @@ def train(
     )
     step = 0
     resume = latest_checkpoint(out)
+    init_from = None
     if resume is not None:
         step = load_checkpoint(resume, lm, optimizer)
-        trained_on = (
-            json.loads((out / "run.json").read_text())["codec_id"]
-            if (out / "run.json").is_file()
-            else data.codec_id
-        )
+        before = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+        trained_on, init_from = (
+            before.get("codec_id", data.codec_id),
+            before.get("init"),
+        )  # what the run began as
         if trained_on != data.codec_id:
             raise DataError(f"{out} trained on codec {trained_on}, the --data stores are of {data.codec_id}")
         accelerator.print(f"resumed from {resume} at step {step}")
     elif init is not None:
-        init_weights(lm, init, data.codec_id)
+        init_from = init_weights(lm, init, data.codec_id)
         accelerator.print(f"initialized from {init}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         run = {"model": asdict(model_cfg), "train": asdict(cfg), "data": [str(p) for p in data_paths],
-               "codec_id": data.codec_id, "init": str(init) if init else None, "precision": precision, "processes": world,
+               "codec_id": data.codec_id, "init": init_from, "precision": precision, "processes": world,
                "shards": [len(data.shard(r, world)) for r in range(world)],
                "heldout_items": len(data.heldout_items), "too_short_items": data.too_short}  # fmt: skip
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -414,6 +416,8 @@ def train(
     export = out / "export"
     if accelerator.is_main_process:
         lm.meta.update({"trained_steps": step, "data": [str(p) for p in data_paths]})
+        if init_from:  # the model it started from, whose steps come on top of these
+            lm.meta["init"] = init_from
         lm.save_pretrained(export)
     data.close()
     return export

@@ -1,4 +1,5 @@
-"""The shipped audio-language model: small, fp16, tied to the shipped token LM, and it works from a clone."""
+"""The shipped audio-language model: small, fp16, tied by hash to the token LM it was trained on (version 1,
+pinned beside it), and it works from a clone."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ def alm() -> AudioLanguageModel:
 
 def test_the_shipped_files_are_small_fp16_and_name_their_token_lm():
     names = {p.name for p in DEFAULT_ALM.iterdir()}
-    assert {"config.json", "model.safetensors", "text.model", "vocab.json", "RECIPE.md"} <= names
-    assert sum(p.stat().st_size for p in DEFAULT_ALM.iterdir()) < 25e6
+    assert {"config.json", "model.safetensors", "text.model", "vocab.json", "RECIPE.md", "lm"} <= names
+    assert sum(p.stat().st_size for p in DEFAULT_ALM.iterdir() if p.is_file()) < 25e6
     config = json.loads((DEFAULT_ALM / "config.json").read_text())
-    lm_hash = hashlib.sha256((DEFAULT_LM / "model.safetensors").read_bytes()).hexdigest()
-    assert config["encoder"] == {**config["encoder"], "lm": "default", "lm_sha256": lm_hash}
+    # its encoder is the token LM it was trained on, pinned in lm/ (not the newer tokenlm default)
+    lm_hash = hashlib.sha256((DEFAULT_ALM / "lm" / "model.safetensors").read_bytes()).hexdigest()
+    assert config["encoder"] == {**config["encoder"], "lm": "lm", "lm_sha256": lm_hash}
+    pinned = json.loads((DEFAULT_ALM / "lm" / "config.json").read_text())["audiotok"]
+    assert pinned["codec_id"] == json.loads((DEFAULT_LM / "config.json").read_text())["audiotok"]["codec_id"]
     from safetensors import safe_open
 
     with safe_open(str(DEFAULT_ALM / "model.safetensors"), "pt") as f:

@@ -126,9 +126,24 @@ def test_init_starts_from_an_export_and_refuses_another_shape_or_codec(tmp_path)
     same = train(model_cfg, cfg, [str(store)], tmp_path / "same", max_steps=0, quiet=True, init=first)
     a, b = load_file(str(first / "model.safetensors")), load_file(str(same / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((tmp_path / "same" / "run.json").read_text())["init"] == str(first)
-    # a fine-tune differs from both its start and a run from scratch with the same seed
-    tuned = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "tuned", quiet=True, init=first)
+    assert json.loads((tmp_path / "same" / "run.json").read_text())["init"] == {
+        "from": str(first),
+        "trained_steps": 6,
+    }
+    # a fine-tune differs from both its start and a run from scratch with the same seed; stopped and resumed
+    # without --init, it still records what it started from
+    train(
+        model_cfg,
+        replace(cfg, steps=4),
+        [str(store)],
+        tmp_path / "tuned",
+        max_steps=2,
+        quiet=True,
+        init=first,
+    )
+    tuned = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "tuned", quiet=True)
+    meta = json.loads((tuned / "config.json").read_text())["audiotok"]
+    assert meta["trained_steps"] == 4 and meta["init"] == {"from": str(first), "trained_steps": 6}
     scratch = train(model_cfg, replace(cfg, steps=4), [str(store)], tmp_path / "scratch", quiet=True)
     c, d = load_file(str(tuned / "model.safetensors")), load_file(str(scratch / "model.safetensors"))
     assert any(not torch.equal(a[k], c[k]) for k in a) and any(not torch.equal(c[k], d[k]) for k in c)
