@@ -59,9 +59,13 @@ train-codec: $(STAMP)
 
 # The shipped token LM's recipe (tokenlm/weights/default/RECIPE.md): make lm-data first.
 train-lm: $(STAMP)
+	# version 1: 2500 steps from scratch (fp32 on the CPU it ran on)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m tokenlm.train --config configs/tokenlm/small.yaml \
 		--data data/tokens/train --out runs/tokenlm-small --steps 2500 --threads 2
-	$(BIN)/python -m tokenlm.export runs/tokenlm-small/export --out tokenlm/weights/default
+	# version 2: 12500 more steps from version 1's weights, a fresh optimizer and a 1e-3 cosine schedule
+	$(BIN)/accelerate launch --num_processes 1 --cpu -m tokenlm.train --config configs/tokenlm/small.yaml \
+		--data data/tokens/train --out runs/tokenlm-v2 --init runs/tokenlm-small/export --steps 12500 --lr 1e-3 --threads 2
+	$(BIN)/python -m tokenlm.export runs/tokenlm-v2/export --out tokenlm/weights/default
 
 bench-lm: $(STAMP)
 	$(BIN)/python bench/tokenlm_train_speed.py
@@ -91,11 +95,12 @@ data-alm: data
 
 # The shipped audio-language model's recipe (multimodal/weights/default/RECIPE.md): make data-alm first.
 train-alm: $(STAMP)
+	# on the token LM it was trained on (version 1, pinned in multimodal/weights/default/lm)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
-		--data data/alm --out runs/alm-small --steps 4000 --threads 2
+		--data data/alm --out runs/alm-small --steps 4000 --threads 2 --lm multimodal/weights/default/lm
 	# version 6 resumes version 5's step 4000 on a 10000-step schedule (the lr restarts at 6.7e-4)
 	$(BIN)/accelerate launch --num_processes 1 --cpu -m multimodal.train --config configs/multimodal/small.yaml \
-		--data data/alm --out runs/alm-small --steps 10000 --threads 2
+		--data data/alm --out runs/alm-small --steps 10000 --threads 2 --lm multimodal/weights/default/lm
 	$(BIN)/python -m multimodal.export runs/alm-small/export --out multimodal/weights/default --config small
 
 # The question-only baseline (the shipped design with the audio withheld, 600 steps on the same set), then the
