@@ -277,8 +277,8 @@ def init_weights(lm: TokenLM, path: str | Path, codec_id: str) -> dict:
     if theirs != ours:
         diff = {k: (v, ours[k]) for k, v in theirs.items() if ours[k] != v}
         raise DataError(f"--init {path}: its model config differs from --config's (theirs, ours): {diff}")
-    if src.meta.get("codec_id") != codec_id:
-        trained_on = src.meta.get("codec_id")
+    trained_on = src.meta.get("codec_id")
+    if trained_on != codec_id:
         raise DataError(
             f"--init {path} was trained on codec {trained_on}, the --data stores are of {codec_id}"
         )
@@ -335,10 +335,8 @@ def train(
     if resume is not None:
         step = load_checkpoint(resume, lm, optimizer)
         before = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
-        trained_on, init_from = (
-            before.get("codec_id", data.codec_id),
-            before.get("init"),
-        )  # what the run began as
+        trained_on = before.get("codec_id", data.codec_id)
+        init_from = before.get("init")  # what the run began as, whatever this launch passes
         if trained_on != data.codec_id:
             raise DataError(f"{out} trained on codec {trained_on}, the --data stores are of {data.codec_id}")
         accelerator.print(f"resumed from {resume} at step {step}")
